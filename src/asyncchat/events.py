@@ -1,0 +1,462 @@
+"""Typed events: one frozen dataclass per wire type, in each direction (sans-I/O).
+
+``parse_client`` and ``parse_server`` turn a decoded JSON object into an event, checking the type
+of every member; ``Event.to_wire`` turns an event back into the JSON object (``encode_event``
+into a complete frame). Unknown members are ignored, as the contract asks.
+
+Client → server: Hello Say SendDm Join Leave Nick WhoRequest RoomsRequest HistoryRequest Ping
+Pong Quit. Server → client: Welcome Message DirectMessage Ack Joined Left Renamed WhoReply
+RoomList HistoryEnd Error Ping Pong Bye.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from .errors import ErrorCode, ProtocolError
+from .framing import encode
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Ack",
+    "Bye",
+    "ClientEvent",
+    "DirectMessage",
+    "Error",
+    "Event",
+    "Hello",
+    "HistoryEnd",
+    "HistoryRequest",
+    "Join",
+    "Joined",
+    "Leave",
+    "Left",
+    "Message",
+    "Nick",
+    "Ping",
+    "Pong",
+    "Quit",
+    "Renamed",
+    "RoomInfo",
+    "RoomList",
+    "RoomsRequest",
+    "Say",
+    "SendDm",
+    "ServerEvent",
+    "Welcome",
+    "WhoReply",
+    "WhoRequest",
+    "encode_event",
+    "parse_client",
+    "parse_server",
+]
+
+PROTOCOL_VERSION = 1
+
+Ref = str | int
+
+
+class _Bad(Exception):
+    """A member has the wrong type; the message says what was expected."""
+
+
+def _str(v: Any) -> str:
+    if type(v) is str:
+        return v
+    raise _Bad("a string")
+
+
+def _int(v: Any) -> int:
+    if type(v) is int:
+        return v
+    raise _Bad("an integer")
+
+
+def _seq(v: Any) -> int:
+    if type(v) is int and v >= 0:
+        return v
+    raise _Bad("a non-negative integer")
+
+
+def _num(v: Any) -> float:
+    if type(v) in (int, float):
+        return float(v)
+    raise _Bad("a number")
+
+
+def _bool(v: Any) -> bool:
+    if type(v) is bool:
+        return v
+    raise _Bad("a boolean")
+
+
+def _ref(v: Any) -> Ref:
+    if type(v) in (str, int):
+        return v  # type: ignore[no-any-return]
+    raise _Bad("a string or an integer")
+
+
+def _any(v: Any) -> Any:
+    return v
+
+
+def _names(v: Any) -> tuple[str, ...]:
+    if type(v) is list and all(type(x) is str for x in v):
+        return tuple(v)
+    raise _Bad("a list of strings")
+
+
+def _seqmap(v: Any) -> dict[str, int]:
+    if type(v) is dict and all(type(s) is int and s >= 0 for s in v.values()):
+        return v
+    raise _Bad("an object mapping room names to non-negative integers")
+
+
+def _numbers(v: Any) -> dict[str, float]:
+    if type(v) is dict and all(type(x) in (int, float) for x in v.values()):
+        return v
+    raise _Bad("an object of numbers")
+
+
+def _rooms(v: Any) -> tuple[RoomInfo, ...]:
+    if type(v) is not list:
+        raise _Bad("a list of {name, members} objects")
+    out = []
+    for r in v:
+        if type(r) is not dict or type(r.get("name")) is not str or type(r.get("members")) is not int:
+            raise _Bad("a list of {name, members} objects")
+        out.append(RoomInfo(name=r["name"], members=r["members"]))
+    return tuple(out)
+
+
+def _m(kind: Callable[[Any], Any], default: Any = MISSING, *, wire: str | None = None) -> Any:
+    """A wire member: its checker, its default (none: required) and its JSON name if not the
+    attribute's."""
+    return field(default=default, metadata={"kind": kind, "wire": wire})
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    """One entry of ``rooms.rooms``."""
+
+    name: str
+    members: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base class of all events; ``TYPE`` is the wire ``type``."""
+
+    TYPE: ClassVar[str] = ""
+    _SPEC: ClassVar[tuple[tuple[str, str, Callable[[Any], Any], bool, Any], ...]] = ()
+
+    @classmethod
+    def _spec(cls) -> tuple[tuple[str, str, Callable[[Any], Any], bool, Any], ...]:
+        spec = cls.__dict__.get("_SPEC_CACHE")
+        if spec is None:
+            spec = tuple(
+                (
+                    f.name,
+                    f.metadata.get("wire") or f.name,
+                    f.metadata["kind"],
+                    f.default is MISSING,
+                    f.default,
+                )
+                for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            )
+            type.__setattr__(cls, "_SPEC_CACHE", spec)
+        return spec  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_wire(cls: type[_E], obj: Mapping[str, Any]) -> _E:
+        """Build the event from its JSON object; raises ``ProtocolError(bad_request)``."""
+        kwargs: dict[str, Any] = {}
+        for attr, wire, kind, required, _default in cls._spec():
+            if wire in obj and obj[wire] is not None:
+                try:
+                    kwargs[attr] = kind(obj[wire])
+                except _Bad as exc:
+                    raise ProtocolError(
+                        ErrorCode.BAD_REQUEST,
+                        f"{cls.TYPE}.{wire} must be {exc}",
+                        ref=_safe_ref(obj),
+                    ) from None
+            elif required:
+                raise ProtocolError(
+                    ErrorCode.BAD_REQUEST,
+                    f"{cls.TYPE} requires the member {wire!r}",
+                    ref=_safe_ref(obj),
+                )
+        return cls(**kwargs)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object of this event; optional members at their default are left out."""
+        out: dict[str, Any] = {"type": self.TYPE}
+        for attr, wire, _kind, required, default in self._spec():
+            value = getattr(self, attr)
+            if required or value != default:
+                out[wire] = value
+        return out
+
+
+_E = TypeVar("_E", bound=Event)
+
+
+def _safe_ref(obj: Mapping[str, Any]) -> Ref | None:
+    ref = obj.get("id")
+    return ref if type(ref) in (str, int) else None
+
+
+# ---------------------------------------------------------------- client -> server
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hello(Event):
+    TYPE: ClassVar[str] = "hello"
+    name: str = _m(_str)
+    version: int = _m(_int)
+    rooms: tuple[str, ...] | None = _m(_names, None)
+    resume: dict[str, int] | None = _m(_seqmap, None)
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Say(Event):
+    TYPE: ClassVar[str] = "say"
+    room: str = _m(_str)
+    text: str = _m(_str)
+    id: Ref | None = _m(_ref, None)
+    action: bool = _m(_bool, False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendDm(Event):
+    TYPE: ClassVar[str] = "dm"
+    to: str = _m(_str)
+    text: str = _m(_str)
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Join(Event):
+    TYPE: ClassVar[str] = "join"
+    room: str = _m(_str)
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Leave(Event):
+    TYPE: ClassVar[str] = "leave"
+    room: str = _m(_str)
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Nick(Event):
+    TYPE: ClassVar[str] = "nick"
+    name: str = _m(_str)
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WhoRequest(Event):
+    TYPE: ClassVar[str] = "who"
+    room: str = _m(_str)
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomsRequest(Event):
+    TYPE: ClassVar[str] = "rooms"
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryRequest(Event):
+    TYPE: ClassVar[str] = "history"
+    room: str = _m(_str)
+    before: int | None = _m(_seq, None)
+    after: int | None = _m(_seq, None)
+    limit: int | None = _m(_seq, None)
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ping(Event):
+    """Liveness probe, in either direction; answered by :class:`Pong` with the same ``data``."""
+
+    TYPE: ClassVar[str] = "ping"
+    data: Any = _m(_any, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pong(Event):
+    TYPE: ClassVar[str] = "pong"
+    data: Any = _m(_any, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quit(Event):
+    TYPE: ClassVar[str] = "quit"
+    reason: str | None = _m(_str, None)
+    id: Ref | None = _m(_ref, None)
+
+
+# ---------------------------------------------------------------- server -> client
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Welcome(Event):
+    TYPE: ClassVar[str] = "welcome"
+    name: str = _m(_str)
+    version: int = _m(_int)
+    server: str = _m(_str)
+    rooms: tuple[str, ...] = _m(_names)
+    limits: dict[str, float] = _m(_numbers)
+    motd: str | None = _m(_str, None)
+    ref: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message(Event):
+    TYPE: ClassVar[str] = "message"
+    room: str = _m(_str)
+    seq: int = _m(_seq)
+    sender: str = _m(_str, wire="from")
+    text: str = _m(_str)
+    ts: float = _m(_num)
+    action: bool = _m(_bool, False)
+    history: bool = _m(_bool, False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DirectMessage(Event):
+    TYPE: ClassVar[str] = "dm"
+    sender: str = _m(_str, wire="from")
+    to: str = _m(_str)
+    text: str = _m(_str)
+    ts: float = _m(_num)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ack(Event):
+    TYPE: ClassVar[str] = "ack"
+    ref: Ref | None = _m(_ref, None)
+    room: str | None = _m(_str, None)
+    seq: int | None = _m(_seq, None)
+    ts: float | None = _m(_num, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Joined(Event):
+    TYPE: ClassVar[str] = "joined"
+    room: str = _m(_str)
+    name: str = _m(_str)
+    ref: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Left(Event):
+    TYPE: ClassVar[str] = "left"
+    room: str = _m(_str)
+    name: str = _m(_str)
+    reason: str = _m(_str)
+    ref: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Renamed(Event):
+    TYPE: ClassVar[str] = "renamed"
+    old: str = _m(_str)
+    new: str = _m(_str)
+    ref: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WhoReply(Event):
+    TYPE: ClassVar[str] = "who"
+    room: str = _m(_str)
+    names: tuple[str, ...] = _m(_names)
+    ref: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomList(Event):
+    TYPE: ClassVar[str] = "rooms"
+    rooms: tuple[RoomInfo, ...] = _m(_rooms)
+    ref: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryEnd(Event):
+    TYPE: ClassVar[str] = "history_end"
+    room: str = _m(_str)
+    more: bool = _m(_bool)
+    truncated: bool = _m(_bool, False)
+    ref: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Error(Event):
+    TYPE: ClassVar[str] = "error"
+    code: str = _m(_str)
+    message: str = _m(_str)
+    ref: Ref | None = _m(_ref, None)
+    retry_after: float | None = _m(_num, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bye(Event):
+    TYPE: ClassVar[str] = "bye"
+    reason: str = _m(_str)
+
+
+ClientEvent = (
+    Hello | Say | SendDm | Join | Leave | Nick | WhoRequest | RoomsRequest | HistoryRequest
+    | Ping | Pong | Quit
+)
+ServerEvent = (
+    Welcome | Message | DirectMessage | Ack | Joined | Left | Renamed | WhoReply | RoomList
+    | HistoryEnd | Error | Ping | Pong | Bye
+)
+
+_CLIENT: dict[str, type[Event]] = {
+    c.TYPE: c
+    for c in (Hello, Say, SendDm, Join, Leave, Nick, WhoRequest, RoomsRequest, HistoryRequest,
+              Ping, Pong, Quit)
+}
+_SERVER: dict[str, type[Event]] = {
+    c.TYPE: c
+    for c in (Welcome, Message, DirectMessage, Ack, Joined, Left, Renamed, WhoReply, RoomList,
+              HistoryEnd, Error, Ping, Pong, Bye)
+}
+
+
+def _parse(table: dict[str, type[Event]], obj: Mapping[str, Any]) -> Any:
+    cls = table.get(obj["type"])
+    if cls is None:
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_TYPE, f"unknown type {obj['type']!r}", ref=_safe_ref(obj)
+        )
+    return cls.from_wire(obj)
+
+
+def parse_client(obj: Mapping[str, Any]) -> ClientEvent:
+    """The client event of a decoded JSON object (see :func:`asyncchat.framing.loads`).
+
+    Raises ``ProtocolError`` with ``unknown_type`` or ``bad_request``.
+    """
+    return _parse(_CLIENT, obj)  # type: ignore[no-any-return]
+
+
+def parse_server(obj: Mapping[str, Any]) -> ServerEvent:
+    """The server event of a decoded JSON object; raises ``ProtocolError`` as ``parse_client``."""
+    return _parse(_SERVER, obj)  # type: ignore[no-any-return]
+
+
+def encode_event(event: Event) -> bytes:
+    """The complete frame (length prefix included) of ``event``."""
+    return encode(event.to_wire())

@@ -1,0 +1,142 @@
+"""Every resource bound of the server, named the same in the API, the CLI and ``welcome.limits``.
+
+Each limit is a field of :class:`Limits` and a keyword argument of :func:`asyncchat.run_server`
+and :class:`asyncchat.ChatServer`; the CLI has a flag with the same name (``max_frame`` is
+``--max-frame``). ``docs/limits.md`` explains each number and what a client sees when it is hit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_BURST",
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_FRAME",
+    "DEFAULT_MAX_OUTBOX",
+    "DEFAULT_MAX_PER_IP",
+    "DEFAULT_MAX_ROOMS_PER_CLIENT",
+    "DEFAULT_MAX_TEXT",
+    "DEFAULT_PING_INTERVAL",
+    "DEFAULT_PING_TIMEOUT",
+    "DEFAULT_RATE",
+    "DEFAULT_SHUTDOWN_GRACE",
+    "DEFAULT_WRITE_TIMEOUT",
+    "Limits",
+]
+
+#: Bytes of one frame's payload. 64 KiB holds the longest text (4,000 characters of up to 4 UTF-8
+#: bytes, JSON-escaped) many times over; NATS and websockets allow 1 MiB, but a chat line is not a
+#: file transfer and the bound is checked on the header before anything is buffered.
+DEFAULT_MAX_FRAME = 65_536
+#: Characters of one message. Ergo allows 512-byte lines and 4 KiB multiline messages.
+DEFAULT_MAX_TEXT = 4_000
+#: Seconds for a complete ``hello`` after connecting (websockets: 10 s, NATS auth: 2 s).
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+#: Seconds of silence from a client before the server pings it (websockets 20, Ergo 90).
+DEFAULT_PING_INTERVAL = 30.0
+#: Seconds after a ping without any frame from the client before it is dropped (Ergo 60).
+DEFAULT_PING_TIMEOUT = 60.0
+#: Bytes of unsent backlog before a member is evicted as a slow consumer. 256 KiB is about 1,000
+#: ordinary messages: minutes of chat, far more than a healthy client lags (Ergo 96 KiB).
+DEFAULT_MAX_OUTBOX = 262_144
+#: Seconds a member may go without accepting any of its backlog before it is evicted (NATS 10 s).
+DEFAULT_WRITE_TIMEOUT = 10.0
+#: Messages (``say``/``dm``) per second, sustained, per connection (Ergo fakelag: 2/s).
+DEFAULT_RATE = 2.0
+#: Messages a connection may send at once before the sustained rate applies (Ergo: 5).
+DEFAULT_BURST = 5
+#: Open connections in all (Redis ``maxclients``: 10,000).
+DEFAULT_MAX_CONNECTIONS = 10_000
+#: Open connections from one IP address, loopback exempt by default (Ergo: 16).
+DEFAULT_MAX_PER_IP = 16
+#: Rooms one client may be in at once (ngircd: 10 channels).
+DEFAULT_MAX_ROOMS_PER_CLIENT = 32
+#: Seconds a graceful shutdown waits for clients to take their ``bye`` before aborting them.
+DEFAULT_SHUTDOWN_GRACE = 5.0
+#: Consecutive refused (``rate_limited``) messages after which a flooding client is disconnected.
+DEFAULT_MAX_RATE_VIOLATIONS = 20
+
+_LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """The server's resource bounds. Units are bytes, seconds or counts; ``None`` never appears:
+    every limit is on, and a very large value is how to relax one.
+
+    Raises :class:`~asyncchat.errors.ConfigError` when a value is out of range.
+    """
+
+    max_frame: int = DEFAULT_MAX_FRAME
+    max_text: int = DEFAULT_MAX_TEXT
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    ping_interval: float = DEFAULT_PING_INTERVAL
+    ping_timeout: float = DEFAULT_PING_TIMEOUT
+    max_outbox: int = DEFAULT_MAX_OUTBOX
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT
+    rate: float = DEFAULT_RATE
+    burst: int = DEFAULT_BURST
+    max_rate_violations: int = DEFAULT_MAX_RATE_VIOLATIONS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_per_ip: int = DEFAULT_MAX_PER_IP
+    per_ip_exempt: tuple[str, ...] = field(default=_LOOPBACK)
+    max_rooms_per_client: int = DEFAULT_MAX_ROOMS_PER_CLIENT
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "per_ip_exempt":
+                if isinstance(value, str) or not isinstance(value, tuple | list):
+                    raise ConfigError("per_ip_exempt must be a sequence of networks")
+                for net in value:
+                    try:
+                        ipaddress.ip_network(net, strict=False)
+                    except ValueError as exc:
+                        raise ConfigError(f"per_ip_exempt: {exc}") from None
+                object.__setattr__(self, f.name, tuple(value))
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{f.name} must be a number, not {value!r}")
+            if f.type == "int" and not isinstance(value, int):
+                raise ConfigError(f"{f.name} must be a whole number, not {value!r}")
+            if not value > 0 or value != value or value == float("inf"):
+                raise ConfigError(f"{f.name} must be a positive finite number, not {value!r}")
+        if self.max_frame < 4096:
+            raise ConfigError(f"max_frame must be at least 4096 bytes, not {self.max_frame}")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> Limits:
+        """Build limits from keyword arguments, refusing unknown names (no silent typos)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise ConfigError(f"unknown limit(s): {', '.join(unknown)}")
+        return cls(**kwargs)
+
+    def announced(self) -> dict[str, int | float]:
+        """The limits a client needs to know, as sent in ``welcome.limits``."""
+        return {
+            "max_frame": self.max_frame,
+            "max_text": self.max_text,
+            "rate": self.rate,
+            "burst": self.burst,
+            "max_rooms_per_client": self.max_rooms_per_client,
+            "ping_interval": self.ping_interval,
+            "ping_timeout": self.ping_timeout,
+        }
+
+    def exempt(self, host: str) -> bool:
+        """Whether connections from ``host`` are exempt from ``max_per_ip``."""
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(addr in ipaddress.ip_network(n, strict=False) for n in self.per_ip_exempt)

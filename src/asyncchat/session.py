@@ -1,0 +1,264 @@
+"""One client's protocol state on the server: handshake, then requests against the hub (sans-I/O).
+
+The connection layer feeds each payload to :meth:`Session.receive`. A refused request raises
+:class:`~asyncchat.errors.ProtocolError`; the connection layer hands it to
+:meth:`Session.error_frame`/``send_error`` and closes only when ``exc.closes``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .errors import ErrorCode, ProtocolError
+from .events import (
+    PROTOCOL_VERSION,
+    HistoryRequest,
+    Join,
+    Leave,
+    Nick,
+    Ping,
+    Pong,
+    Quit,
+    RoomsRequest,
+    Say,
+    SendDm,
+    WhoRequest,
+    parse_client,
+)
+from .framing import encode, loads
+from .hub import LOBBY, Hub, Member, Sink
+from .validation import check_room, check_text, name_key
+
+__all__ = ["SERVER_VERSION", "Session", "TokenBucket"]
+
+log = logging.getLogger("asyncchat.server")
+
+SERVER_VERSION = "asyncchat/0.1.0"
+#: Failed ``hello`` attempts on one connection before it is closed (a client guessing names).
+MAX_HELLO_ATTEMPTS = 16
+
+
+class TokenBucket:
+    """``burst`` tokens, refilled at ``rate`` per second. :meth:`take` returns 0.0 when a token
+    was taken, else the seconds until one will be there."""
+
+    __slots__ = ("burst", "clock", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.clock = clock
+        self.tokens = float(burst)
+        self.stamp = clock()
+
+    def take(self) -> float:
+        now = self.clock()
+        tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0
+            return 0.0
+        self.tokens = tokens
+        return (1.0 - tokens) / self.rate
+
+
+class Session:
+    """The server side of one connection. ``member`` is set once ``welcome`` was sent;
+    ``closing`` once the client said ``quit``."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        sink: Sink,
+        *,
+        peer: str = "?",
+        motd: str | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.hub = hub
+        self.sink = sink
+        self.peer = peer
+        self.motd = motd
+        self.member: Member | None = None
+        self.closing = False
+        self._hellos = 0
+        limits = hub.limits
+        self._max_text = limits.max_text
+        self._bucket = TokenBucket(limits.rate, limits.burst, monotonic)
+        self._violations = 0
+
+    # ------------------------------------------------------------------ output
+
+    def send(self, frame: bytes) -> None:
+        """Queue a frame for this client, in order with everything the hub queued for it."""
+        if self.member is not None:
+            self.hub.send(self.member, frame)
+        else:
+            self.sink.write(frame)
+
+    def send_error(self, exc: ProtocolError) -> None:
+        """Queue the ``error`` frame for ``exc``."""
+        self.send(error_frame(exc))
+
+    # ------------------------------------------------------------------ input
+
+    def receive(self, payload: bytes) -> None:
+        """Handle one frame's payload. Raises ``ProtocolError``."""
+        if self.closing:
+            return  # frames after quit are dropped: the connection is closing
+        obj = loads(payload)
+        m = self.member
+        if m is None:
+            self._handshake(obj)
+            return
+        # The hot path first: a plain say, checked without building an event object.
+        if obj["type"] == "say":
+            self._say(m, obj)
+            return
+        event = parse_client(obj)
+        match event:
+            case SendDm(to=to, text=text, id=ref):
+                self._check_text(text, ref)
+                self._rate(ref)
+                self.hub.dm(m, to, text, ref)
+            case Join(room=room, id=ref):
+                self._with_ref(ref, self.hub.join, m, room, ref)
+            case Leave(room=room, id=ref):
+                self.hub.leave(m, room, ref)
+            case Nick(name=name, id=ref):
+                self._with_ref(ref, self.hub.rename, m, name, ref)
+            case WhoRequest(room=room, id=ref):
+                name, names = self._with_ref(ref, self.hub.who, room)
+                reply: dict[str, Any] = {"type": "who", "room": name, "names": names}
+                self.send(encode(_with(reply, ref)))
+            case RoomsRequest(id=ref):
+                self.send(encode(_with({"type": "rooms", "rooms": self.hub.room_list()}, ref)))
+            case HistoryRequest(id=ref):
+                raise ProtocolError(
+                    ErrorCode.HISTORY_UNAVAILABLE, "this server keeps no history", ref=ref
+                )
+            case Ping(data=data):
+                self.send(encode(_with_data({"type": "pong"}, data)))
+            case Pong():
+                pass  # any frame proves liveness; the connection layer noted it
+            case Quit():
+                self.closing = True
+                self.hub.remove_member(m, "quit")
+            case _:
+                raise ProtocolError(
+                    ErrorCode.BAD_REQUEST, f"{event.TYPE!r} is not allowed after hello"
+                )
+
+    def _say(self, m: Member, obj: dict[str, Any]) -> None:
+        room, text, ref, action = obj.get("room"), obj.get("text"), obj.get("id"), obj.get("action")
+        if type(room) is not str or type(text) is not str or (
+            ref is not None and type(ref) not in (str, int)) or (
+            action is not None and type(action) is not bool
+        ):
+            # Let the event parser produce the precise message (it raises bad_request).
+            parse_client(obj)
+        self._check_text(text, ref)  # type: ignore[arg-type]
+        self._rate(ref)
+        self.hub.say(m, room, text, ref, bool(action))  # type: ignore[arg-type]
+
+    def _check_text(self, text: str, ref: Any) -> None:
+        try:
+            check_text(text, self._max_text)
+        except ProtocolError as exc:
+            exc.ref = ref
+            raise
+
+    def _rate(self, ref: Any) -> None:
+        wait = self._bucket.take()
+        if wait == 0.0:
+            self._violations = 0
+            return
+        self._violations += 1
+        over = self._violations >= self.hub.limits.max_rate_violations
+        raise ProtocolError(
+            ErrorCode.RATE_LIMITED,
+            "flooding: disconnected" if over else "slow down: message not posted",
+            ref=ref,
+            retry_after=round(wait, 3),
+            closes=over,
+        )
+
+    @staticmethod
+    def _with_ref(ref: Any, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except ProtocolError as exc:
+            if exc.ref is None:
+                exc.ref = ref
+            raise
+
+    def _handshake(self, obj: dict[str, Any]) -> None:
+        if obj["type"] != "hello":
+            raise ProtocolError(ErrorCode.HELLO_REQUIRED, "the first frame must be hello")
+        self._hellos += 1
+        if self._hellos > MAX_HELLO_ATTEMPTS:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "too many hello attempts", closes=True)
+        hello = parse_client(obj)
+        assert hello.TYPE == "hello"
+        ref = hello.id  # type: ignore[union-attr]
+        if hello.version != PROTOCOL_VERSION:  # type: ignore[union-attr]
+            raise ProtocolError(
+                ErrorCode.VERSION_UNSUPPORTED,
+                f"this server speaks version {PROTOCOL_VERSION}",
+                ref=ref,
+            )
+        rooms = list(hello.rooms) if hello.rooms is not None else [LOBBY]  # type: ignore[union-attr]
+        limits = self.hub.limits
+        if len(rooms) > limits.max_rooms_per_client:
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_ROOMS,
+                f"a client may be in at most {limits.max_rooms_per_client} rooms",
+                ref=ref,
+            )
+        wanted: dict[str, str] = {}
+        for room in rooms:
+            self._with_ref(ref, check_room, room)
+            wanted.setdefault(name_key(room), room)
+        m = self._with_ref(ref, self.hub.add_member, hello.name, self.sink)  # type: ignore[union-attr]
+        self.member = m
+        existing = self.hub.rooms
+        joined = [existing[k].name if k in existing else r for k, r in wanted.items()]
+        welcome: dict[str, Any] = {
+            "type": "welcome",
+            "name": m.name,
+            "version": PROTOCOL_VERSION,
+            "server": SERVER_VERSION,
+            "rooms": joined,
+            "limits": limits.announced(),
+        }
+        if self.motd:
+            welcome["motd"] = self.motd
+        self.send(encode(_with(welcome, ref)))
+        log.info("%s connected from %s", m.name, self.peer)
+        for room in wanted.values():
+            self.hub.join(m, room)
+
+
+def error_frame(exc: ProtocolError) -> bytes:
+    """The ``error`` frame for ``exc``."""
+    obj: dict[str, Any] = {"type": "error", "code": str(exc.code), "message": exc.message}
+    if exc.ref is not None:
+        obj["ref"] = exc.ref
+    if exc.retry_after is not None:
+        obj["retry_after"] = exc.retry_after
+    return encode(obj)
+
+
+def _with(obj: dict[str, Any], ref: Any) -> dict[str, Any]:
+    if ref is not None:
+        obj["ref"] = ref
+    return obj
+
+
+def _with_data(obj: dict[str, Any], data: Any) -> dict[str, Any]:
+    if data is not None:
+        obj["data"] = data
+    return obj
