@@ -1,0 +1,3 @@
+from asyncchat.cli import run
+
+run()

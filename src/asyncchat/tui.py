@@ -1,0 +1,302 @@
+"""The terminal client: ``asyncchat join``.
+
+In a terminal, prompt_toolkit's ``prompt_async`` under ``patch_stdout`` keeps the half-typed line
+intact while incoming messages print above it. With piped stdin, each line is sent in order and
+the client exits 0 at EOF once every line was acknowledged (1 if any was refused). Everything
+peers send is escaped before it is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TextIO
+
+from .client import Client, connect
+from .errors import ConnectionClosed, ServerError
+from .events import (
+    Ack,
+    Bye,
+    DirectMessage,
+    Error,
+    Joined,
+    Left,
+    Message,
+    Renamed,
+    ServerEvent,
+    Welcome,
+    WhoReply,
+)
+from .hub import LOBBY
+
+__all__ = ["HELP", "Terminal", "escape", "format_event", "run_terminal"]
+
+HELP = """\
+commands:
+  TEXT               say TEXT in the current room (//TEXT sends a line that starts with /)
+  /join ROOM         join ROOM (creating it) and make it the current room
+  /leave [ROOM]      leave ROOM (default: the current room)
+  /nick NAME         change your name
+  /msg NAME TEXT     private message to NAME
+  /me TEXT           an action: "* you TEXT"
+  /who [ROOM]        who is in ROOM (default: the current room)
+  /rooms             every room and how many are in it
+  /quit [REASON]     leave the chat
+  /help              this list"""
+
+
+def escape(text: str, *, newlines: bool = False) -> str:
+    """``text`` with every control or format character made visible (``\\x1b``, ``\\u202e``),
+    so that a peer cannot move the cursor, recolour or reorder the terminal. With ``newlines``,
+    ``\\n`` is kept (and indented by the caller)."""
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if (o < 0x20 and not (newlines and ch == "\n")) or 0x7F <= o < 0xA0 or ch in _INVISIBLE:
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+# Format characters that reorder or hide text (bidi controls, zero-width, BOM) and the line and
+# paragraph separators.
+_INVISIBLE = frozenset(
+    "\u061c\u200b\u200c\u200d\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e"
+    "\u2060\u2066\u2067\u2068\u2069\ufeff"
+)
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M", time.localtime(ts))
+
+
+def format_event(event: ServerEvent, me: str) -> str | None:
+    """One event as the terminal shows it; None for events it does not show."""
+    match event:
+        case Message(room=room, sender=sender, text=text, ts=ts, action=action):
+            body = escape(text, newlines=True).replace("\n", "\n      ")
+            who = escape(sender)
+            line = f"* {who} {body}" if action else f"<{who}> {body}"
+            return f"{_clock(ts)} #{escape(room)} {line}"
+        case DirectMessage(sender=sender, to=to, text=text, ts=ts):
+            body = escape(text, newlines=True).replace("\n", "\n      ")
+            return f"{_clock(ts)} [dm {escape(sender)} -> {escape(to)}] {body}"
+        case Joined(room=room, name=name):
+            who = "you" if name == me else escape(name)
+            return f"-> {who} joined #{escape(room)}"
+        case Left(room=room, name=name, reason=reason):
+            who = "you" if name == me else escape(name)
+            why = "" if reason == "leave" else f" ({escape(reason)})"
+            return f"<- {who} left #{escape(room)}{why}"
+        case Renamed(old=old, new=new):
+            return f"-- {escape(old)} is now known as {escape(new)}"
+        case Error(code=code, message=message):
+            return f"!! {escape(code)}: {escape(message)}"
+        case Bye(reason=reason):
+            return f"!! the server closed the connection: {escape(reason)}"
+        case Welcome(name=name, server=server, motd=motd):
+            line = f"-- connected to {escape(server)} as {escape(name)} (/help for commands)"
+            return line + (f"\n-- {escape(motd, newlines=True)}" if motd else "")
+    return None
+
+
+class Terminal:
+    """The commands and the display of one terminal session, for both input modes."""
+
+    def __init__(self, client: Client, out: Callable[[str], None], room: str) -> None:
+        self.client = client
+        self.out = out
+        self.room = room
+        self.refused = 0
+
+    def show(self, event: ServerEvent) -> None:
+        if isinstance(event, Ack | WhoReply) or (
+            isinstance(event, Error) and event.ref is not None
+        ):
+            return  # answers to our own requests are shown by the command that made them
+        line = format_event(event, self.client.name)
+        if line is not None:
+            self.out(line)
+
+    async def receive(self) -> str:
+        """Show events until the connection closes; returns why it closed."""
+        async for event in self.client:
+            self.show(event)
+        return self.client.close_reason or "connection closed"
+
+    async def command(self, line: str) -> bool:
+        """Carry out one typed line; False when the user quits. Refusals are shown."""
+        try:
+            return await self._command(line)
+        except ServerError as exc:
+            self.refused += 1
+            self.out(f"!! {escape(exc.code)}: {escape(exc.message)}")
+        except _Usage as exc:
+            self.refused += 1
+            self.out(f"!! {exc}")
+        return True
+
+    async def _command(self, line: str) -> bool:
+        client = self.client
+        if not line.startswith("/") or line.startswith("//"):
+            text = line[1:] if line.startswith("//") else line
+            if text:
+                await client.say(self.room, text)
+            return True
+        cmd, _, rest = line[1:].partition(" ")
+        rest = rest.strip()
+        match cmd.lower():
+            case "join":
+                room = _one(rest, "/join ROOM")
+                joined = await client.join(room)
+                self.room = joined.room
+            case "leave":
+                room = rest or self.room
+                await client.leave(room)
+                if room.casefold() == self.room.casefold():
+                    self.room = min(client.joined, default=LOBBY, key=str.casefold)
+                    self.out(f"-- you are now talking in #{escape(self.room)}")
+            case "nick":
+                await client.nick(_one(rest, "/nick NAME"))
+            case "msg":
+                to, _, text = rest.partition(" ")
+                if not to or not text.strip():
+                    raise _Usage("usage: /msg NAME TEXT")
+                await client.dm(to, text)
+                self.out(f"[dm you -> {escape(to)}] {escape(text)}")
+            case "me":
+                if not rest:
+                    raise _Usage("usage: /me TEXT")
+                await client.say(self.room, rest, action=True)
+                self.out(f"* {escape(client.name)} {escape(rest)}")
+            case "who":
+                room = rest or self.room
+                names = await client.who(room)
+                self.out(f"-- #{escape(room)}: {', '.join(escape(n) for n in names)}")
+            case "rooms":
+                if rest:
+                    raise _Usage("usage: /rooms")
+                rooms = await client.rooms()
+                listing = ", ".join(f"#{escape(r.name)} ({r.members})" for r in rooms)
+                self.out(f"-- rooms: {listing}")
+            case "quit":
+                await client.close(rest or None)
+                return False
+            case "help":
+                self.out(HELP)
+            case _:
+                raise _Usage(f"unknown command /{cmd}; /help lists the commands")
+        return True
+
+
+class _Usage(Exception):
+    """A command typed wrongly; the message is the usage line."""
+
+
+def _one(rest: str, usage: str) -> str:
+    if not rest or " " in rest:
+        raise _Usage(f"usage: {usage}")
+    return rest
+
+
+async def _piped_lines(stdin: TextIO) -> AsyncIterator[str]:
+    """Lines of a non-terminal stdin without blocking the loop: a pipe through
+    ``connect_read_pipe``; a regular file (which never blocks) read directly."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    try:
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), stdin
+        )
+    except ValueError:  # a regular file or /dev/null
+        for raw in stdin.buffer:
+            yield raw.decode("utf-8", "replace").rstrip("\r\n")
+        return
+    try:
+        while raw := await reader.readline():
+            yield raw.decode("utf-8", "replace").rstrip("\r\n")
+    finally:
+        transport.close()
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+async def _race(first: asyncio.Task[object], second: asyncio.Task[object]) -> None:
+    """Wait for either task; cancel and reap the other."""
+    try:
+        await asyncio.wait({first, second}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (first, second):
+            task.cancel()
+        for task in (first, second):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _piped(client: Client, term: Terminal, stdin: TextIO) -> int:
+    receiver = asyncio.create_task(term.receive())
+
+    async def send_all() -> bool:
+        async for line in _piped_lines(stdin):
+            if line.strip() and not await term.command(line):
+                return False
+        return True
+
+    sender = asyncio.create_task(send_all())
+    await _race(sender, receiver)  # type: ignore[arg-type]
+    if not sender.cancelled() and sender.exception() is None:
+        await client.close()
+        return 1 if term.refused else 0
+    if not sender.cancelled() and isinstance(sender.exception(), ConnectionClosed):
+        pass
+    _print(f"!! disconnected: {client.close_reason}")
+    return 1
+
+
+async def _interactive(client: Client, term: Terminal) -> int:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.patch_stdout import patch_stdout
+
+    session: PromptSession[str] = PromptSession()
+
+    async def read_lines() -> bool:
+        while True:
+            try:
+                line = await session.prompt_async(f"#{term.room}> ")
+            except (EOFError, KeyboardInterrupt):
+                await client.close()
+                return True
+            if line.strip() and not await term.command(line.rstrip("\r\n")):
+                return True
+
+    with patch_stdout(raw=True):
+        receiver = asyncio.create_task(term.receive())
+        reader = asyncio.create_task(read_lines())
+        await _race(reader, receiver)  # type: ignore[arg-type]
+        if reader.done() and not reader.cancelled() and reader.exception() is None:
+            return 0
+        print(f"!! disconnected: {client.close_reason}")
+        return 1
+
+
+async def run_terminal(host: str, port: int, name: str, rooms: list[str] | None,
+                       stdin: TextIO | None = None) -> int:
+    """Run the terminal client until the user quits (0), stdin ends with every line accepted (0)
+    or the server goes away (1). Raises ``ConnectionClosed`` or ``ServerError`` when it cannot
+    join at all."""
+    stdin = stdin or sys.stdin
+    tty = stdin.isatty()
+    async with connect(host, port, name=name, rooms=rooms) as client:
+        first = next(iter(client.welcome.rooms), LOBBY) if client.welcome else LOBBY
+        term = Terminal(client, _print, first)
+        if client.welcome is not None:
+            term.show(client.welcome)
+        if tty:
+            return await _interactive(client, term)
+        return await _piped(client, term, stdin)
