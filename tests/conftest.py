@@ -51,6 +51,14 @@ class RawClient:
                 if frame["type"] == type_:
                     return frame
 
+    async def recv_match(self, timeout: float = WAIT, **fields: Any) -> dict[str, Any]:
+        """The next frame whose members include ``fields``, skipping others."""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.recv(timeout)
+                if all(frame.get(k) == v for k, v in fields.items()):
+                    return frame
+
     async def expect_closed(self, timeout: float = WAIT) -> list[dict[str, Any]]:
         """Read until EOF; returns the frames that came before it."""
         frames = []
