@@ -207,3 +207,19 @@ def test_frame_headers_are_consistent() -> None:
         (n,) = struct.unpack(">I", data[:4])
         json.loads(data[4 : 4 + n])
         data = data[4 + n :]
+
+
+def test_large_rooms_stop_broadcasting_join_and_leave_notices() -> None:
+    """Above quiet_room_size, only the joiner hears of its join, and leaves are not broadcast."""
+    hub = _hub(quiet_room_size=3)
+    sinks = [_member(hub, f"u{i}")[1] for i in range(3)]
+    late, sl = _member(hub, "late")
+    hub.flush()
+    assert [f["name"] for f in sinks[0].frames() if f["type"] == "joined"] == ["u0", "u1", "u2"]
+    assert [f["name"] for f in sl.frames()] == ["late"]
+    hub.leave(late, "lobby")
+    hub.flush()
+    assert not [f for f in sinks[0].frames() if f["type"] == "left"]
+    hub.remove_member(hub.members["u1"], "quit")
+    hub.flush()
+    assert [f["name"] for f in sinks[0].frames() if f["type"] == "left"] == ["u1"]

@@ -53,6 +53,7 @@ _LIMIT_HELP = {
     "max_per_ip": "open connections per IP address (see --per-ip-exempt)",
     "per_ip_exempt": "networks exempt from --max-per-ip (repeatable; default loopback)",
     "max_rooms_per_client": "rooms one client may be in",
+    "quiet_room_size": "members above which a room stops broadcasting joined/left of others",
     "shutdown_grace": "seconds a shutdown waits for clients to take their bye",
 }
 

@@ -261,7 +261,9 @@ class Hub:
             room._private.append(m)
         room.members[m.key] = m
         m.rooms[key] = room
-        if ref is None:
+        if len(room.members) > self.limits.quiet_room_size:
+            self.send(m, _joined(room, m, ref))  # a large room: only the joiner is told
+        elif ref is None:
             self.broadcast(room, _joined(room, m, None))
         else:
             self.broadcast(room, _joined(room, m, None), exclude=m)
@@ -285,7 +287,8 @@ class Hub:
         if room._batch is not None and m in room._private:
             room._private.remove(m)
         if room.members:
-            self.broadcast(room, frame)
+            if len(room.members) < self.limits.quiet_room_size:
+                self.broadcast(room, frame)
         elif room.key != LOBBY:
             del self.rooms[room.key]
         if notify_self:

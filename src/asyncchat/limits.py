@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_MAX_TEXT",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
+    "DEFAULT_QUIET_ROOM_SIZE",
     "DEFAULT_RATE",
     "DEFAULT_SHUTDOWN_GRACE",
     "DEFAULT_WRITE_TIMEOUT",
@@ -58,6 +59,10 @@ DEFAULT_MAX_CONNECTIONS = 10_000
 DEFAULT_MAX_PER_IP = 16
 #: Rooms one client may be in at once (ngircd: 10 channels).
 DEFAULT_MAX_ROOMS_PER_CLIENT = 32
+#: Members above which a room stops broadcasting joined/left notices of others: filling a room is
+#: otherwise quadratic (10,000 joins to one room would send 50 million notices). The joiner still
+#: gets its own ``joined``, and ``who`` lists the members.
+DEFAULT_QUIET_ROOM_SIZE = 1_000
 #: Seconds a graceful shutdown waits for clients to take their ``bye`` before aborting them.
 DEFAULT_SHUTDOWN_GRACE = 5.0
 #: Consecutive refused (``rate_limited``) messages after which a flooding client is disconnected.
@@ -88,6 +93,7 @@ class Limits:
     max_per_ip: int = DEFAULT_MAX_PER_IP
     per_ip_exempt: tuple[str, ...] = field(default=_LOOPBACK)
     max_rooms_per_client: int = DEFAULT_MAX_ROOMS_PER_CLIENT
+    quiet_room_size: int = DEFAULT_QUIET_ROOM_SIZE
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
 
     def __post_init__(self) -> None:
@@ -129,6 +135,7 @@ class Limits:
             "rate": self.rate,
             "burst": self.burst,
             "max_rooms_per_client": self.max_rooms_per_client,
+            "quiet_room_size": self.quiet_room_size,
             "ping_interval": self.ping_interval,
             "ping_timeout": self.ping_timeout,
         }
