@@ -286,3 +286,26 @@ async def test_client_reports_server_going_away(make_server) -> None:  # type: i
     assert client.closed and client.bye is not None and client.bye.reason == "shutdown"
     assert "bye" in (client.close_reason or "")
     await client.close()
+
+
+async def test_replies_queued_before_quit_are_delivered(raw: Opener) -> None:
+    """A say and a quit in one write: the say is posted and its ack still reaches the sender."""
+    a = await raw("alice")
+    b = await raw("bob")
+    a.send_bytes(b"".join(
+        struct.pack(">I", len(p)) + p
+        for p in (b'{"type":"say","room":"lobby","text":"last words","id":1}',
+                  b'{"type":"dm","to":"bob","text":"bye bob","id":2}', b'{"type":"quit"}')))
+    frames = await a.expect_closed()
+    assert [(f["type"], f.get("ref")) for f in frames if f["type"] == "ack"] == [
+        ("ack", 1), ("ack", 2)]
+    assert (await b.recv_match(type="message"))["text"] == "last words"
+    assert (await b.recv_match(type="left"))["reason"] == "quit"
+
+
+async def test_malformed_first_frame_is_hello_required(raw: Opener) -> None:
+    """A first frame that is not even JSON is not a hello: hello_required, then close."""
+    c = await raw()
+    c.send_payload(b"\xff\xfe garbage")
+    frames = await c.expect_closed()
+    assert frames[0]["code"] == "hello_required"

@@ -190,9 +190,10 @@ class Hub:
         for m in members:
             out = m._out
             m._out = None
-            if out and m.alive and not m.write(out[0] if len(out) == 1 else b"".join(out)):
+            if out and not m.write(out[0] if len(out) == 1 else b"".join(out)):
                 slow.append(m)
         for m in slow:
+            m._out = None
             self.evict(m, "slow_consumer", "too far behind: unsent backlog over max_outbox",
                        code=ErrorCode.SLOW_CONSUMER)
 
@@ -213,9 +214,7 @@ class Hub:
             return
         for room in list(m.rooms.values()):
             self._part(m, room, reason, None, notify_self=False)
-        m.alive = False
-        m._out = None
-        m._shared = None
+        m.alive = False  # nothing more is queued for it; what already was is still written
         if self.members.get(m.key) is m:
             del self.members[m.key]
 

@@ -166,6 +166,7 @@ class Connection:
             log.info("%s disconnected (%s)", m.name, "quit" if self.session.closing else self.why)
         else:
             log.info("%s closed before hello (%s)", self.peer, self.why)
+        self.hub.flush()  # what was queued for this client (the ack before its quit) goes first
         self.close()
 
     # ------------------------------------------------------------------ watchdog
@@ -330,7 +331,8 @@ class ChatServer:
             refusal = f"too many connections from {ip} (max_per_ip={limits.max_per_ip})"
         if refusal is not None:
             log.info("refused %s: %s", peer, refusal)
-            writer.write(error_frame(ProtocolError(ErrorCode.TOO_MANY_CONNECTIONS, refusal)))
+            writer.write(error_frame(ProtocolError(ErrorCode.TOO_MANY_CONNECTIONS, refusal))
+                         + encode({"type": "bye", "reason": str(ErrorCode.TOO_MANY_CONNECTIONS)}))
             writer.close()
             return
         sock = writer.get_extra_info("socket")

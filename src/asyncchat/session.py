@@ -109,11 +109,16 @@ class Session:
         """Handle one frame's payload. Raises ``ProtocolError``."""
         if self.closing:
             return  # frames after quit are dropped: the connection is closing
-        obj = loads(payload)
         m = self.member
         if m is None:
+            try:
+                obj = loads(payload)
+            except ProtocolError:
+                raise ProtocolError(ErrorCode.HELLO_REQUIRED,
+                                    "the first frame must be a hello") from None
             self._handshake(obj)
             return
+        obj = loads(payload)
         # The hot path first: a plain say, checked without building an event object.
         if obj["type"] == "say":
             self._say(m, obj)
@@ -149,7 +154,8 @@ class Session:
                 self.hub.remove_member(m, "quit")
             case _:
                 raise ProtocolError(
-                    ErrorCode.BAD_REQUEST, f"{event.TYPE!r} is not allowed after hello"
+                    ErrorCode.BAD_REQUEST, f"{event.TYPE!r} is not allowed after hello",
+                    ref=getattr(event, "id", None),
                 )
 
     def _say(self, m: Member, obj: dict[str, Any]) -> None:
@@ -200,7 +206,9 @@ class Session:
             raise ProtocolError(ErrorCode.HELLO_REQUIRED, "the first frame must be hello")
         self._hellos += 1
         if self._hellos > MAX_HELLO_ATTEMPTS:
-            raise ProtocolError(ErrorCode.BAD_REQUEST, "too many hello attempts", closes=True)
+            ref = obj.get("id")
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "too many hello attempts", closes=True,
+                                ref=ref if type(ref) in (str, int) else None)
         hello = parse_client(obj)
         assert hello.TYPE == "hello"
         ref = hello.id  # type: ignore[union-attr]
