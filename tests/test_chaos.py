@@ -42,8 +42,14 @@ async def _chaos_client(server: ChatServer, i: int, rng: random.Random) -> None:
             c.send_bytes(b"\x00\x00")
             _reset(c)
             return
-        c.send({"type": "hello", "name": f"chaos{i}", "version": 1,
-                "rooms": rng.choice([["lobby"], ["lobby", "side"], ["side"]])})
+        c.send(
+            {
+                "type": "hello",
+                "name": f"chaos{i}",
+                "version": 1,
+                "rooms": rng.choice([["lobby"], ["lobby", "side"], ["side"]]),
+            }
+        )
         for n in range(rng.randrange(0, 5)):
             c.send({"type": "say", "room": "lobby", "text": f"chaos {i}.{n}"})
             if rng.random() < 0.5:
@@ -108,8 +114,9 @@ async def test_chaos_while_steady_clients_chat(make_server) -> None:  # type: ig
                 await _chaos_client(server, i, rng)
 
         async with asyncio.timeout(20 * WAIT):
-            await asyncio.gather(*(talk(k) for k in range(STEADY)),
-                                 *(one(i) for i in range(CHAOS_CLIENTS)))
+            await asyncio.gather(
+                *(talk(k) for k in range(STEADY)), *(one(i) for i in range(CHAOS_CLIENTS))
+            )
             # Let the server notice every vanished client, then sync each steady reader.
             while set(server.members) != {f"steady{k}" for k in range(STEADY)}:
                 await asyncio.sleep(0.02)

@@ -67,27 +67,43 @@ def _frame(obj: object) -> bytes:
     return struct.pack(">I", len(payload)) + payload
 
 
-_value = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
-                   st.text(max_size=20), st.lists(st.integers(), max_size=3))
+_value = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.lists(st.integers(), max_size=3),
+)
 _valid = st.one_of(
-    st.builds(lambda n: {"type": "hello", "name": n, "version": 1},
-              st.sampled_from(["fz", "fz2", "FZ", "#bad", "x" * 40])),
-    st.builds(lambda r, t: {"type": "say", "room": r, "text": t},
-              st.sampled_from(["lobby", "nowhere"]), st.text(min_size=1, max_size=30)),
+    st.builds(
+        lambda n: {"type": "hello", "name": n, "version": 1},
+        st.sampled_from(["fz", "fz2", "FZ", "#bad", "x" * 40]),
+    ),
+    st.builds(
+        lambda r, t: {"type": "say", "room": r, "text": t},
+        st.sampled_from(["lobby", "nowhere"]),
+        st.text(min_size=1, max_size=30),
+    ),
     st.builds(lambda r: {"type": "join", "room": r}, st.sampled_from(["lobby", "fuzz", ""])),
     st.builds(lambda r: {"type": "leave", "room": r}, st.sampled_from(["lobby", "fuzz"])),
     st.builds(lambda n: {"type": "nick", "name": n}, st.text(max_size=8)),
-    st.just({"type": "rooms"}), st.just({"type": "who", "room": "lobby"}),
-    st.just({"type": "ping", "data": 1}), st.just({"type": "quit"}),
-    st.builds(lambda t, d: {"type": t, **d},
-              st.sampled_from(["say", "dm", "hello", "history", "zap"]),
-              st.dictionaries(st.sampled_from(["room", "text", "to", "name", "id", "version"]),
-                              _value, max_size=4)),
+    st.just({"type": "rooms"}),
+    st.just({"type": "who", "room": "lobby"}),
+    st.just({"type": "ping", "data": 1}),
+    st.just({"type": "quit"}),
+    st.builds(
+        lambda t, d: {"type": t, **d},
+        st.sampled_from(["say", "dm", "hello", "history", "zap"]),
+        st.dictionaries(
+            st.sampled_from(["room", "text", "to", "name", "id", "version"]), _value, max_size=4
+        ),
+    ),
 )
 _chunk = st.one_of(
     _valid.map(_frame),
     st.binary(min_size=1, max_size=40).map(lambda b: struct.pack(">I", len(b)) + b),  # garbage
-    st.binary(min_size=1, max_size=12),                        # garbage across frame boundaries
+    st.binary(min_size=1, max_size=12),  # garbage across frame boundaries
     st.integers(65_537, 2**32 - 1).map(lambda n: struct.pack(">I", n)),  # oversize header
     _valid.map(_frame).flatmap(lambda f: st.integers(1, len(f) - 1).map(lambda k: f[:k])),
 )
@@ -106,8 +122,10 @@ def _exchange(address: tuple[str, int], data: bytes) -> None:
 
 def _fresh_client_chats(address: tuple[str, int]) -> None:
     with socket.create_connection(address, timeout=WAIT) as s:
-        s.sendall(_frame({"type": "hello", "name": "probe", "version": 1})
-                  + _frame({"type": "ping", "data": "alive"}))
+        s.sendall(
+            _frame({"type": "hello", "name": "probe", "version": 1})
+            + _frame({"type": "ping", "data": "alive"})
+        )
         buf = b""
         while b'"pong"' not in buf:
             chunk = s.recv(65536)
@@ -118,7 +136,9 @@ def _fresh_client_chats(address: tuple[str, int]) -> None:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.booleans(), st.lists(_chunk, min_size=1, max_size=12))
-def test_fuzzed_frame_sequences_never_hurt_the_server(live, greet: bool, chunks: list[bytes]) -> None:  # type: ignore[no-untyped-def]
+def test_fuzzed_frame_sequences_never_hurt_the_server(
+    live, greet: bool, chunks: list[bytes]
+) -> None:  # type: ignore[no-untyped-def]
     """Whatever bytes a client sends, the server answers or closes it, and goes on serving."""
     address, tracebacks = live
     # Half the sequences start with a good hello, so that what follows reaches the session.

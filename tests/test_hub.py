@@ -57,7 +57,7 @@ def test_say_acks_sender_and_fans_out_with_contiguous_seq() -> None:
     """Each say gets the next per-room seq; the sender gets ack, the others message."""
     hub = _hub()
     a, sa = _member(hub, "alice")
-    b, sb = _member(hub, "bob")
+    _b, sb = _member(hub, "bob")
     hub.flush()
     sa.data.clear()
     sb.data.clear()
@@ -67,7 +67,10 @@ def test_say_acks_sender_and_fans_out_with_contiguous_seq() -> None:
     assert [(f["ref"], f["seq"]) for f in sa.frames()] == [(0, 1), (1, 2), (2, 3)]
     msgs = sb.frames()
     assert [(m["seq"], m["from"], m["text"]) for m in msgs] == [
-        (1, "alice", "m0"), (2, "alice", "m1"), (3, "alice", "m2")]
+        (1, "alice", "m0"),
+        (2, "alice", "m1"),
+        (3, "alice", "m2"),
+    ]
 
 
 def test_shared_members_get_one_write_per_flush() -> None:
@@ -109,17 +112,26 @@ def test_rooms_appear_on_first_join_and_vanish_when_empty_except_lobby() -> None
 def test_join_leave_rename_notices() -> None:
     """Members see joined, left (with reason) and renamed; the requester gets its ref."""
     hub = _hub()
-    a, sa = _member(hub, "alice")
+    _a, sa = _member(hub, "alice")
     b, sb = _member(hub, "bob")
     hub.rename(b, "robert", ref=5)
     hub.leave(b, "lobby", ref=6)
     hub.flush()
     assert [(f["type"], f.get("name") or f.get("new")) for f in sa.frames()] == [
-        ("joined", "alice"), ("joined", "bob"), ("renamed", "robert"), ("left", "robert")]
+        ("joined", "alice"),
+        ("joined", "bob"),
+        ("renamed", "robert"),
+        ("left", "robert"),
+    ]
     tail = sb.frames()[-2:]
     assert tail[0] == {"type": "renamed", "old": "bob", "new": "robert", "ref": 5}
-    assert tail[1] == {"type": "left", "room": "lobby", "name": "robert", "reason": "leave",
-                       "ref": 6}
+    assert tail[1] == {
+        "type": "left",
+        "room": "lobby",
+        "name": "robert",
+        "reason": "leave",
+        "ref": 6,
+    }
 
 
 def test_max_rooms_per_client() -> None:
@@ -134,9 +146,9 @@ def test_max_rooms_per_client() -> None:
 def test_slow_member_is_evicted_and_the_rest_continue() -> None:
     """A member over its backlog bound is evicted with left(slow_consumer); others go on."""
     hub = _hub()
-    a, sa = _member(hub, "alice")
-    slow, ss = _member(hub, "slow", cap=2000)
-    b, sb = _member(hub, "bob")
+    a, _sa = _member(hub, "alice")
+    _slow, ss = _member(hub, "slow", cap=2000)
+    _b, sb = _member(hub, "bob")
     for i in range(100):
         hub.say(a, "lobby", f"message number {i}")
         hub.flush()

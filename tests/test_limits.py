@@ -19,8 +19,9 @@ from .conftest import WAIT, RawClient
 NO_FLOOD = {"rate": 1e6, "burst": 1_000_000}
 
 
-async def _open(server: ChatServer, name: str | None = None, *, rcvbuf: int | None = None,
-                **hello: Any) -> RawClient:
+async def _open(
+    server: ChatServer, name: str | None = None, *, rcvbuf: int | None = None, **hello: Any
+) -> RawClient:
     host, port = server.address
     sock = None
     if rcvbuf is not None:
@@ -154,9 +155,11 @@ async def test_client_library_detects_a_dead_server() -> None:
     async def zombie(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         n = int.from_bytes(await reader.readexactly(4), "big")
         await reader.readexactly(n)
-        welcome = (b'{"type":"welcome","name":"bob","version":1,"server":"zombie","rooms":[],'
-                   b'"limits":{"max_frame":65536,"max_text":4000,"ping_interval":0.2,'
-                   b'"ping_timeout":0.3}}')
+        welcome = (
+            b'{"type":"welcome","name":"bob","version":1,"server":"zombie","rooms":[],'
+            b'"limits":{"max_frame":65536,"max_text":4000,"ping_interval":0.2,'
+            b'"ping_timeout":0.3}}'
+        )
         writer.write(len(welcome).to_bytes(4, "big") + welcome)
         await asyncio.sleep(30)  # alive at TCP level, silent at ours
 
@@ -177,7 +180,9 @@ async def test_client_library_detects_a_dead_server() -> None:
 # ---------------------------------------------------------------- flood control
 
 
-async def test_flood_gets_rate_limited_with_retry_after_and_is_not_posted(server: ChatServer) -> None:
+async def test_flood_gets_rate_limited_with_retry_after_and_is_not_posted(
+    server: ChatServer,
+) -> None:
     """Over burst, say gets rate_limited with retry_after and is not posted; the connection
     stays and can send again later."""
     a = await _open(server, "flood")
@@ -239,7 +244,9 @@ async def test_max_connections(make_server) -> None:  # type: ignore[no-untyped-
         extra = await _open(server)
         frames = await extra.expect_closed()
         assert [(f["type"], f.get("code") or f.get("reason")) for f in frames] == [
-            ("error", "too_many_connections"), ("bye", "too_many_connections")]
+            ("error", "too_many_connections"),
+            ("bye", "too_many_connections"),
+        ]
         await kept[0].close()
         await asyncio.sleep(0.1)
         c = await _open(server, "room-again")  # a slot is free again
@@ -281,8 +288,10 @@ async def test_max_rooms_per_client(make_server) -> None:  # type: ignore[no-unt
     [
         (b'{"type":"say","room":"lobby","text":"a","text":5}', "bad_request"),  # duplicate key:
         # the last one wins (as in most JSON parsers) and is then checked like any other
-        (b'{"type":"say","room":"lobby","text":"x","id":123456789012345678901234567890}',
-         "bad_request"),  # a number out of range for an id
+        (
+            b'{"type":"say","room":"lobby","text":"x","id":123456789012345678901234567890}',
+            "bad_request",
+        ),  # a number out of range for an id
         (b'{"type":"say","room":"lobby","text":"x","n":1' + b"0" * 400 + b"}", "bad_frame"),
         (b"\xef\xbb\xbf{}", "bad_frame"),  # a BOM
         (b"null", "bad_frame"),

@@ -15,8 +15,9 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def test_embedding_example_runs() -> None:
     """The README's Python example runs to completion and prints what it says it prints."""
     (code,) = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=6 * WAIT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=6 * WAIT, check=True
+    )
     assert "alice's message got seq 2" in out.stdout
     assert "{'lobby': ['alice', 'echo-bot']}" in out.stdout
 

@@ -63,10 +63,14 @@ async def test_say_ack_and_message_with_contiguous_seq(raw: Opener) -> None:
         a.send({"type": "say", "room": "lobby", "text": f"hello {i}", "id": f"m{i}"})
     acks = [await a.recv() for _ in range(3)]
     assert [(x["type"], x["ref"], x["seq"]) for x in acks] == [
-        ("ack", "m0", 1), ("ack", "m1", 2), ("ack", "m2", 3)]
+        ("ack", "m0", 1),
+        ("ack", "m1", 2),
+        ("ack", "m2", 3),
+    ]
     msgs = [await b.recv() for _ in range(3)]
     assert [(m["type"], m["seq"], m["from"], m["text"]) for m in msgs] == [
-        ("message", i + 1, "alice", f"hello {i}") for i in range(3)]
+        ("message", i + 1, "alice", f"hello {i}") for i in range(3)
+    ]
     assert msgs[0]["ts"] == acks[0]["ts"]
 
 
@@ -84,10 +88,18 @@ async def test_join_leave_notices_and_rooms(raw: Opener, server: ChatServer) -> 
     a = await raw("alice")
     b = await raw("bob")
     a.send({"type": "join", "room": "dev", "id": 1})
-    assert await a.recv_match(type="joined", room="dev") == {"type": "joined", "room": "dev", "name": "alice",
-                                           "ref": 1}
+    assert await a.recv_match(type="joined", room="dev") == {
+        "type": "joined",
+        "room": "dev",
+        "name": "alice",
+        "ref": 1,
+    }
     b.send({"type": "join", "room": "DEV"})
-    assert await a.recv_match(type="joined", room="dev") == {"type": "joined", "room": "dev", "name": "bob"}
+    assert await a.recv_match(type="joined", room="dev") == {
+        "type": "joined",
+        "room": "dev",
+        "name": "bob",
+    }
     b.send({"type": "leave", "room": "dev", "id": 2})
     left = await b.recv_type("left")
     assert left == {"type": "left", "room": "dev", "name": "bob", "reason": "leave", "ref": 2}
@@ -112,8 +124,12 @@ async def test_rename(raw: Opener) -> None:
     b.send({"type": "nick", "name": "ALICE", "id": 1})
     assert (await b.recv_type("error"))["code"] == "name_taken"
     b.send({"type": "nick", "name": "robert", "id": 2})
-    assert await b.recv_type("renamed") == {"type": "renamed", "old": "bob", "new": "robert",
-                                            "ref": 2}
+    assert await b.recv_type("renamed") == {
+        "type": "renamed",
+        "old": "bob",
+        "new": "robert",
+        "ref": 2,
+    }
     assert await a.recv_type("renamed") == {"type": "renamed", "old": "bob", "new": "robert"}
     b.send({"type": "say", "room": "lobby", "text": "it's me"})
     assert (await a.recv_type("message"))["from"] == "robert"
@@ -142,12 +158,18 @@ async def test_who_and_rooms(raw: Opener) -> None:
     a = await raw("alice")
     await raw("bob", rooms=["lobby", "dev"])
     a.send({"type": "who", "room": "lobby", "id": 1})
-    assert await a.recv_type("who") == {"type": "who", "room": "lobby",
-                                        "names": ["alice", "bob"], "ref": 1}
+    assert await a.recv_type("who") == {
+        "type": "who",
+        "room": "lobby",
+        "names": ["alice", "bob"],
+        "ref": 1,
+    }
     a.send({"type": "rooms", "id": 2})
     assert await a.recv_type("rooms") == {
-        "type": "rooms", "ref": 2,
-        "rooms": [{"name": "dev", "members": 1}, {"name": "lobby", "members": 2}]}
+        "type": "rooms",
+        "ref": 2,
+        "rooms": [{"name": "dev", "members": 1}, {"name": "lobby", "members": 2}],
+    }
     a.send({"type": "who", "room": "nowhere"})
     assert (await a.recv_type("error"))["code"] == "room_invalid"
 
@@ -207,15 +229,16 @@ async def test_hello_timeout(make_server) -> None:  # type: ignore[no-untyped-de
         await c.close()
 
 
-async def test_abrupt_disconnect_mid_frame_while_others_chat(raw: Opener, server: ChatServer,
-                                                             caplog) -> None:  # type: ignore[no-untyped-def]
+async def test_abrupt_disconnect_mid_frame_while_others_chat(
+    raw: Opener, server: ChatServer, caplog
+) -> None:  # type: ignore[no-untyped-def]
     """A client that vanishes mid-frame is removed cleanly: left(disconnect), one log line,
     no traceback; the others keep chatting."""
     caplog.set_level(logging.INFO, logger="asyncchat")
     a = await raw("alice")
     b = await raw("bob")
     gone = await raw("gone")
-    gone.send_bytes(b"\x00\x00\x00\x40{\"type\":\"say\"")  # mid-payload
+    gone.send_bytes(b'\x00\x00\x00\x40{"type":"say"')  # mid-payload
     sock = gone.writer.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
     gone.writer.transport.abort()
@@ -251,8 +274,12 @@ async def test_announce_and_kick(raw: Opener, server: ChatServer) -> None:
     assert server.kick("BOB")
     frames = await b.expect_closed()
     assert frames[-1]["type"] == "bye" and frames[-1]["reason"] == "kicked"
-    assert (await a.recv_type("left")) == {"type": "left", "room": "lobby", "name": "bob",
-                                          "reason": "kicked"}
+    assert (await a.recv_type("left")) == {
+        "type": "left",
+        "room": "lobby",
+        "name": "bob",
+        "reason": "kicked",
+    }
     assert not server.kick("nobody")
 
 
@@ -292,13 +319,21 @@ async def test_replies_queued_before_quit_are_delivered(raw: Opener) -> None:
     """A say and a quit in one write: the say is posted and its ack still reaches the sender."""
     a = await raw("alice")
     b = await raw("bob")
-    a.send_bytes(b"".join(
-        struct.pack(">I", len(p)) + p
-        for p in (b'{"type":"say","room":"lobby","text":"last words","id":1}',
-                  b'{"type":"dm","to":"bob","text":"bye bob","id":2}', b'{"type":"quit"}')))
+    a.send_bytes(
+        b"".join(
+            struct.pack(">I", len(p)) + p
+            for p in (
+                b'{"type":"say","room":"lobby","text":"last words","id":1}',
+                b'{"type":"dm","to":"bob","text":"bye bob","id":2}',
+                b'{"type":"quit"}',
+            )
+        )
+    )
     frames = await a.expect_closed()
     assert [(f["type"], f.get("ref")) for f in frames if f["type"] == "ack"] == [
-        ("ack", 1), ("ack", 2)]
+        ("ack", 1),
+        ("ack", 2),
+    ]
     assert (await b.recv_match(type="message"))["text"] == "last words"
     assert (await b.recv_match(type="left"))["reason"] == "quit"
 

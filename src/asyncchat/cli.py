@@ -92,33 +92,57 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--host", default="127.0.0.1", help="address (default: %(default)s)")
     common.add_argument("--port", type=_port, default=1234, help="TCP port (default: %(default)s)")
-    common.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
-                        help="event loop: uvloop where it imports (auto, the default), or asyncio")
+    common.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="event loop: uvloop where it imports (auto, the default), or asyncio",
+    )
 
-    serve = sub.add_parser("serve", parents=[common], help="run the chat server",
-                           description="Run the chat server until SIGINT or SIGTERM. In a "
-                           "terminal, typed lines are announced to #lobby (/help).")
-    serve.add_argument("--log-level", default="info",
-                       choices=("debug", "info", "warning", "error"),
-                       help="logging level (default: %(default)s; messages are logged at debug)")
+    serve = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="run the chat server",
+        description="Run the chat server until SIGINT or SIGTERM. In a "
+        "terminal, typed lines are announced to #lobby (/help).",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="logging level (default: %(default)s; messages are logged at debug)",
+    )
     serve.add_argument("--motd", help="message of the day, sent in welcome")
     limits = serve.add_argument_group("limits (see docs/limits.md)")
     for f in dataclasses.fields(Limits):
         flag = "--" + f.name.replace("_", "-")
         if f.name == "per_ip_exempt":
-            limits.add_argument(flag, action="append", metavar="NETWORK",
-                                help=_LIMIT_HELP[f.name])
+            limits.add_argument(flag, action="append", metavar="NETWORK", help=_LIMIT_HELP[f.name])
             continue
         kind = int if f.type == "int" else float
-        limits.add_argument(flag, type=_positive(kind), default=None, metavar=kind.__name__.upper(),
-                            help=f"{_LIMIT_HELP[f.name]} (default: {f.default})")
+        limits.add_argument(
+            flag,
+            type=_positive(kind),
+            default=None,
+            metavar=kind.__name__.upper(),
+            help=f"{_LIMIT_HELP[f.name]} (default: {f.default})",
+        )
 
-    join = sub.add_parser("join", parents=[common], help="join a chat as NAME",
-                          description="Join a chat. In a terminal, type to talk (/help); with "
-                          "piped stdin each line is sent and the client exits at EOF.")
+    join = sub.add_parser(
+        "join",
+        parents=[common],
+        help="join a chat as NAME",
+        description="Join a chat. In a terminal, type to talk (/help); with "
+        "piped stdin each line is sent and the client exits at EOF.",
+    )
     join.add_argument("--name", required=True, help="your name (1-32 characters, no spaces)")
-    join.add_argument("--room", action="append", dest="rooms", metavar="ROOM",
-                      help="room to join (repeatable; default: lobby)")
+    join.add_argument(
+        "--room",
+        action="append",
+        dest="rooms",
+        metavar="ROOM",
+        help="room to join (repeatable; default: lobby)",
+    )
     return parser
 
 
@@ -131,7 +155,7 @@ def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None
         if choice == "uvloop":
             raise ConfigError("uvloop is not installed (use --loop asyncio)") from None
         return None
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return uvloop.new_event_loop
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -206,14 +230,20 @@ def _operator_command(server: ChatServer, line: str, stop: asyncio.Event) -> Non
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    limits = {f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)
-              if getattr(args, f.name) is not None}
+    limits = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(Limits)
+        if getattr(args, f.name) is not None
+    }
     server = ChatServer(args.host, args.port, motd=args.motd, **limits)
     try:
         await server.start()
     except OSError as exc:
-        why = "the address is already in use" if exc.errno == errno.EADDRINUSE else (
-            exc.strerror or str(exc))
+        why = (
+            "the address is already in use"
+            if exc.errno == errno.EADDRINUSE
+            else (exc.strerror or str(exc))
+        )
         print(f"asyncchat: cannot listen on {args.host}:{args.port}: {why}", file=sys.stderr)
         return 1
     loop = asyncio.get_running_loop()
@@ -241,8 +271,10 @@ async def _join(args: argparse.Namespace) -> int:
     try:
         return await run_terminal(args.host, args.port, args.name, args.rooms)
     except ServerError as exc:
-        print(f"asyncchat: the server refused to let you in: {exc.code}: {exc.message}",
-              file=sys.stderr)
+        print(
+            f"asyncchat: the server refused to let you in: {exc.code}: {exc.message}",
+            file=sys.stderr,
+        )
         return 1
     except ConnectionClosed as exc:
         print(f"asyncchat: {exc.reason}", file=sys.stderr)
@@ -266,9 +298,13 @@ def main(argv: list[str] | None = None) -> int:
             _setup_logging(args.log_level)
             if args.per_ip_exempt is not None:
                 args.per_ip_exempt = tuple(args.per_ip_exempt)
-            Limits.from_kwargs(**{f.name: getattr(args, f.name)
-                                  for f in dataclasses.fields(Limits)
-                                  if getattr(args, f.name) is not None})
+            Limits.from_kwargs(
+                **{
+                    f.name: getattr(args, f.name)
+                    for f in dataclasses.fields(Limits)
+                    if getattr(args, f.name) is not None
+                }
+            )
             return _run(_serve(args), args.loop)
         _setup_logging("warning")
         return _run(_join(args), args.loop)

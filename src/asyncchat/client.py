@@ -59,9 +59,16 @@ _EOF = object()
 class Client:
     """A connection to an asyncchat server, after ``welcome``. Made by :func:`connect`."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                 max_frame: int = DEFAULT_CLIENT_MAX_FRAME, retry_rate_limited: bool = True,
-                 ping_interval: float | None = None, ping_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        max_frame: int = DEFAULT_CLIENT_MAX_FRAME,
+        retry_rate_limited: bool = True,
+        ping_interval: float | None = None,
+        ping_timeout: float | None = None,
+    ) -> None:
         self._reader = reader
         self._writer = writer
         self._max_frame = max_frame
@@ -71,6 +78,7 @@ class Client:
         self._events: asyncio.Queue[Any] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self._shut = False
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
         self._last_recv = 0.0
@@ -86,8 +94,9 @@ class Client:
 
     # ------------------------------------------------------------------ handshake
 
-    async def _handshake(self, name: str, rooms: Sequence[str] | None,
-                         resume: dict[str, int] | None, timeout: float) -> None:
+    async def _handshake(
+        self, name: str, rooms: Sequence[str] | None, resume: dict[str, int] | None, timeout: float
+    ) -> None:
         hello: dict[str, Any] = {"type": "hello", "name": name, "version": PROTOCOL_VERSION}
         if rooms is not None:
             hello["rooms"] = list(rooms)
@@ -163,8 +172,11 @@ class Client:
             fut = self._pending.pop(ref, None)
             if fut is not None and not fut.done():
                 if isinstance(event, Error):
-                    fut.set_exception(ServerError(event.code, event.message, ref=ref,
-                                                  retry_after=event.retry_after))
+                    fut.set_exception(
+                        ServerError(
+                            event.code, event.message, ref=ref, retry_after=event.retry_after
+                        )
+                    )
                 else:
                     fut.set_result(event)
         self._events.put_nowait(event)
@@ -291,7 +303,10 @@ class Client:
         return self._closed
 
     async def close(self, reason: str | None = None) -> None:
-        """Say ``quit`` and close. Idempotent."""
+        """Say ``quit`` and close. Idempotent: a second call returns at once."""
+        if self._shut:
+            return
+        self._shut = True
         if not self._closed:
             with contextlib.suppress(ConnectionClosed):
                 self._send({"type": "quit", **({"reason": reason} if reason else {})})
@@ -309,8 +324,12 @@ class Client:
     async def __aenter__(self) -> Client:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
 
@@ -329,15 +348,17 @@ class _Connect:
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_connection(self._host, self._port)
         except OSError as exc:
-            raise ConnectionClosed(f"cannot connect to {self._host}:{self._port}: "
-                                   f"{exc.strerror or exc}") from None
+            raise ConnectionClosed(
+                f"cannot connect to {self._host}:{self._port}: {exc.strerror or exc}"
+            ) from None
         client = Client(reader, writer, **kw)
         try:
             await client._handshake(name, rooms, resume, timeout)
         except asyncio.IncompleteReadError:
             writer.close()
-            raise ConnectionClosed("the server closed the connection during the handshake") \
-                from None
+            raise ConnectionClosed(
+                "the server closed the connection during the handshake"
+            ) from None
         except BaseException:
             writer.close()
             raise
@@ -350,17 +371,29 @@ class _Connect:
         self._client = await self._open()
         return self._client
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         assert self._client is not None
         await self._client.close()
 
 
-def connect(host: str = "127.0.0.1", port: int = 1234, *, name: str,
-            rooms: Sequence[str] | None = None, resume: dict[str, int] | None = None,
-            timeout: float = 10.0, max_frame: int = DEFAULT_CLIENT_MAX_FRAME,
-            retry_rate_limited: bool = True, ping_interval: float | None = None,
-            ping_timeout: float | None = None) -> _Connect:
+def connect(
+    host: str = "127.0.0.1",
+    port: int = 1234,
+    *,
+    name: str,
+    rooms: Sequence[str] | None = None,
+    resume: dict[str, int] | None = None,
+    timeout: float = 10.0,
+    max_frame: int = DEFAULT_CLIENT_MAX_FRAME,
+    retry_rate_limited: bool = True,
+    ping_interval: float | None = None,
+    ping_timeout: float | None = None,
+) -> _Connect:
     """Connect and say ``hello``; use as ``async with connect(...) as client`` or
     ``client = await connect(...)``.
 
@@ -370,9 +403,17 @@ def connect(host: str = "127.0.0.1", port: int = 1234, *, name: str,
     server refuses the hello (``name_taken``...), ``ConnectionClosed`` when it cannot be reached,
     ``TimeoutError`` when there is no ``welcome`` within ``timeout`` seconds.
     """
-    return _Connect(host, port, {
-        "name": name, "rooms": rooms, "resume": resume, "timeout": timeout,
-        "max_frame": max_frame, "retry_rate_limited": retry_rate_limited,
-        "ping_interval": ping_interval, "ping_timeout": ping_timeout,
-    })
-
+    return _Connect(
+        host,
+        port,
+        {
+            "name": name,
+            "rooms": rooms,
+            "resume": resume,
+            "timeout": timeout,
+            "max_frame": max_frame,
+            "retry_rate_limited": retry_rate_limited,
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+        },
+    )

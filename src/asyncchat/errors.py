@@ -107,7 +107,11 @@ class ServerError(ChatError):
     """
 
     def __init__(
-        self, code: str, message: str, *, ref: str | int | None = None,
+        self,
+        code: str,
+        message: str,
+        *,
+        ref: str | int | None = None,
         retry_after: float | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")

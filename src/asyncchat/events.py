@@ -126,7 +126,11 @@ def _rooms(v: Any) -> tuple[RoomInfo, ...]:
         raise _Bad("a list of {name, members} objects")
     out = []
     for r in v:
-        if type(r) is not dict or type(r.get("name")) is not str or type(r.get("members")) is not int:
+        if (
+            type(r) is not dict
+            or type(r.get("name")) is not str
+            or type(r.get("members")) is not int
+        ):
             raise _Bad("a list of {name, members} objects")
         out.append(RoomInfo(name=r["name"], members=r["members"]))
     return tuple(out)
@@ -165,10 +169,10 @@ class Event:
                     f.default is MISSING,
                     f.default,
                 )
-                for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                for f in dataclasses.fields(cls)
             )
             type.__setattr__(cls, "_SPEC_CACHE", spec)
-        return spec  # type: ignore[no-any-return]
+        return spec
 
     @classmethod
     def from_wire(cls: type[_E], obj: Mapping[str, Any]) -> _E:
@@ -415,23 +419,71 @@ class Bye(Event):
 
 
 ClientEvent = (
-    Hello | Say | SendDm | Join | Leave | Nick | WhoRequest | RoomsRequest | HistoryRequest
-    | Ping | Pong | Quit
+    Hello
+    | Say
+    | SendDm
+    | Join
+    | Leave
+    | Nick
+    | WhoRequest
+    | RoomsRequest
+    | HistoryRequest
+    | Ping
+    | Pong
+    | Quit
 )
 ServerEvent = (
-    Welcome | Message | DirectMessage | Ack | Joined | Left | Renamed | WhoReply | RoomList
-    | HistoryEnd | Error | Ping | Pong | Bye
+    Welcome
+    | Message
+    | DirectMessage
+    | Ack
+    | Joined
+    | Left
+    | Renamed
+    | WhoReply
+    | RoomList
+    | HistoryEnd
+    | Error
+    | Ping
+    | Pong
+    | Bye
 )
 
 _CLIENT: dict[str, type[Event]] = {
     c.TYPE: c
-    for c in (Hello, Say, SendDm, Join, Leave, Nick, WhoRequest, RoomsRequest, HistoryRequest,
-              Ping, Pong, Quit)
+    for c in (
+        Hello,
+        Say,
+        SendDm,
+        Join,
+        Leave,
+        Nick,
+        WhoRequest,
+        RoomsRequest,
+        HistoryRequest,
+        Ping,
+        Pong,
+        Quit,
+    )
 }
 _SERVER: dict[str, type[Event]] = {
     c.TYPE: c
-    for c in (Welcome, Message, DirectMessage, Ack, Joined, Left, Renamed, WhoReply, RoomList,
-              HistoryEnd, Error, Ping, Pong, Bye)
+    for c in (
+        Welcome,
+        Message,
+        DirectMessage,
+        Ack,
+        Joined,
+        Left,
+        Renamed,
+        WhoReply,
+        RoomList,
+        HistoryEnd,
+        Error,
+        Ping,
+        Pong,
+        Bye,
+    )
 }
 
 

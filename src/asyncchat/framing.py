@@ -54,7 +54,9 @@ def loads(payload: bytes) -> dict[str, Any]:
     try:
         obj = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        raise ProtocolError(ErrorCode.BAD_FRAME, f"payload is not valid UTF-8 JSON: {exc}") from None
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME, f"payload is not valid UTF-8 JSON: {exc}"
+        ) from None
     if type(obj) is not dict:
         raise ProtocolError(ErrorCode.BAD_FRAME, "payload must be a JSON object")
     if type(obj.get("type")) is not str:

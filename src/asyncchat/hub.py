@@ -194,8 +194,12 @@ class Hub:
                 slow.append(m)
         for m in slow:
             m._out = None
-            self.evict(m, "slow_consumer", "too far behind: unsent backlog over max_outbox",
-                       code=ErrorCode.SLOW_CONSUMER)
+            self.evict(
+                m,
+                "slow_consumer",
+                "too far behind: unsent backlog over max_outbox",
+                code=ErrorCode.SLOW_CONSUMER,
+            )
 
     # ------------------------------------------------------------------ membership
 
@@ -218,8 +222,15 @@ class Hub:
         if self.members.get(m.key) is m:
             del self.members[m.key]
 
-    def evict(self, m: Member, reason: str, message: str, *, code: ErrorCode | None = None,
-              abort: bool = True) -> None:
+    def evict(
+        self,
+        m: Member,
+        reason: str,
+        message: str,
+        *,
+        code: ErrorCode | None = None,
+        abort: bool = True,
+    ) -> None:
         """Remove ``m`` (its rooms see ``left`` with ``reason``) and close its connection after
         an ``error`` with ``code`` (if given) and a ``bye``, if they still fit. ``abort`` closes
         without waiting for the unsent backlog (a slow consumer's is never going to drain)."""
@@ -277,7 +288,9 @@ class Hub:
             raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you are not in {name!r}", ref=ref)
         self._part(m, room, "leave", ref, notify_self=True)
 
-    def _part(self, m: Member, room: Room, reason: str, ref: Ref | None, *, notify_self: bool) -> None:
+    def _part(
+        self, m: Member, room: Room, reason: str, ref: Ref | None, *, notify_self: bool
+    ) -> None:
         frame = encode({"type": "left", "room": room.name, "name": m.name, "reason": reason})
         if m._shared is room:
             self._materialize(m)
@@ -292,8 +305,15 @@ class Hub:
             del self.rooms[room.key]
         if notify_self:
             if ref is not None:
-                frame = encode({"type": "left", "room": room.name, "name": m.name,
-                                "reason": reason, "ref": ref})
+                frame = encode(
+                    {
+                        "type": "left",
+                        "room": room.name,
+                        "name": m.name,
+                        "reason": reason,
+                        "ref": ref,
+                    }
+                )
             self.send(m, frame)
         log.info("%s left %s (%s)", m.name, room.name, reason)
 
@@ -319,15 +339,19 @@ class Hub:
         peers.discard(m)
         for p in peers:
             self.send(p, frame)
-        reply = frame if ref is None else encode(
-            {"type": "renamed", "old": old, "new": new, "ref": ref})
+        reply = (
+            frame
+            if ref is None
+            else encode({"type": "renamed", "old": old, "new": new, "ref": ref})
+        )
         self.send(m, reply)
         log.info("%s is now known as %s", old, new)
 
     # ------------------------------------------------------------------ messages
 
-    def say(self, m: Member, room_name: str, text: str, ref: Ref | None = None,
-            action: bool = False) -> int:
+    def say(
+        self, m: Member, room_name: str, text: str, ref: Ref | None = None, action: bool = False
+    ) -> int:
         """Post ``text`` to a room ``m`` is in: the others get ``message``, ``m`` gets ``ack``.
         Returns the message's ``seq``. Raises ``not_in_room``. The text must be valid already."""
         room = m.rooms.get(room_name) or m.rooms.get(name_key(room_name))
@@ -335,8 +359,14 @@ class Hub:
             raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you are not in {room_name!r}", ref=ref)
         seq = room.seq = room.seq + 1
         ts = self.clock()
-        msg: dict[str, Any] = {"type": "message", "room": room.name, "seq": seq, "from": m.name,
-                               "text": text, "ts": ts}
+        msg: dict[str, Any] = {
+            "type": "message",
+            "room": room.name,
+            "seq": seq,
+            "from": m.name,
+            "text": text,
+            "ts": ts,
+        }
         if action:
             msg["action"] = True
         self.broadcast(room, encode(msg), exclude=m)
@@ -354,8 +384,14 @@ class Hub:
         if room is None:
             raise ProtocolError(ErrorCode.ROOM_INVALID, f"no room {room_name!r}")
         seq = room.seq = room.seq + 1
-        msg: dict[str, Any] = {"type": "message", "room": room.name, "seq": seq,
-                               "from": SERVER_NAME, "text": text, "ts": self.clock()}
+        msg: dict[str, Any] = {
+            "type": "message",
+            "room": room.name,
+            "seq": seq,
+            "from": SERVER_NAME,
+            "text": text,
+            "ts": self.clock(),
+        }
         if action:
             msg["action"] = True
         self.broadcast(room, encode(msg))
@@ -367,8 +403,10 @@ class Hub:
         if target is None:
             raise ProtocolError(ErrorCode.NO_SUCH_USER, f"nobody is called {to!r}", ref=ref)
         ts = self.clock()
-        self.send(target, encode({"type": "dm", "from": m.name, "to": target.name,
-                                  "text": text, "ts": ts}))
+        self.send(
+            target,
+            encode({"type": "dm", "from": m.name, "to": target.name, "text": text, "ts": ts}),
+        )
         ack: dict[str, Any] = {"type": "ack"}
         if ref is not None:
             ack["ref"] = ref
@@ -386,8 +424,10 @@ class Hub:
 
     def room_list(self) -> list[dict[str, Any]]:
         """Every room with its member count, by name."""
-        return [{"name": r.name, "members": len(r.members)}
-                for r in sorted(self.rooms.values(), key=lambda r: r.key)]
+        return [
+            {"name": r.name, "members": len(r.members)}
+            for r in sorted(self.rooms.values(), key=lambda r: r.key)
+        ]
 
     def members_named(self, names: Iterable[str]) -> list[Member]:
         """The members called ``names`` that exist (without regard to case)."""

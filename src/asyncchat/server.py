@@ -44,8 +44,13 @@ class Connection:
     """One client connection: its read loop, and the :class:`~asyncchat.hub.Sink` the hub
     writes to. Closing is idempotent."""
 
-    def __init__(self, server: ChatServer, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, peer: str) -> None:
+    def __init__(
+        self,
+        server: ChatServer,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: str,
+    ) -> None:
         self.server = server
         self.hub = server.hub
         self.reader = reader
@@ -155,8 +160,10 @@ class Connection:
             self.hub.flush()
             self.hub.remove_member(m, reason)
         self.why = f"{exc.code}: {exc.message}"
-        self.close(error_frame(exc) + encode({"type": "bye", "reason": str(exc.code)}),
-                   abort=exc.code is ErrorCode.SLOW_CONSUMER)
+        self.close(
+            error_frame(exc) + encode({"type": "bye", "reason": str(exc.code)}),
+            abort=exc.code is ErrorCode.SLOW_CONSUMER,
+        )
 
     def _finish(self) -> None:
         m = self.session.member
@@ -202,8 +209,12 @@ class Connection:
         m = self.session.member
         self.why = "slow_consumer: accepted nothing for write_timeout seconds"
         if m is not None and m.alive:
-            self.hub.evict(m, "slow_consumer", "accepted nothing for write_timeout seconds",
-                           code=ErrorCode.SLOW_CONSUMER)
+            self.hub.evict(
+                m,
+                "slow_consumer",
+                "accepted nothing for write_timeout seconds",
+                code=ErrorCode.SLOW_CONSUMER,
+            )
         else:
             self.closed = True
             self.aborted = True
@@ -252,8 +263,11 @@ class ChatServer:
         loop = asyncio.get_running_loop()
         self.hub.set_scheduler(loop.call_soon)
         self._server = await asyncio.start_server(
-            self._on_connect, self.host, self.port,
-            limit=self.limits.max_frame, backlog=LISTEN_BACKLOG,
+            self._on_connect,
+            self.host,
+            self.port,
+            limit=self.limits.max_frame,
+            backlog=LISTEN_BACKLOG,
         )
         self._watchdog = asyncio.create_task(self._watch(), name="asyncchat-watchdog")
         host, port = self.address
@@ -311,8 +325,12 @@ class ChatServer:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     # ------------------------------------------------------------------ connections
@@ -331,8 +349,10 @@ class ChatServer:
             refusal = f"too many connections from {ip} (max_per_ip={limits.max_per_ip})"
         if refusal is not None:
             log.info("refused %s: %s", peer, refusal)
-            writer.write(error_frame(ProtocolError(ErrorCode.TOO_MANY_CONNECTIONS, refusal))
-                         + encode({"type": "bye", "reason": str(ErrorCode.TOO_MANY_CONNECTIONS)}))
+            writer.write(
+                error_frame(ProtocolError(ErrorCode.TOO_MANY_CONNECTIONS, refusal))
+                + encode({"type": "bye", "reason": str(ErrorCode.TOO_MANY_CONNECTIONS)})
+            )
             writer.close()
             return
         sock = writer.get_extra_info("socket")
@@ -360,8 +380,10 @@ class ChatServer:
 
     async def _watch(self) -> None:
         limits = self.limits
-        period = max(0.02, min(1.0, limits.ping_interval / 4, limits.ping_timeout / 4,
-                               limits.write_timeout / 4))
+        period = max(
+            0.02,
+            min(1.0, limits.ping_interval / 4, limits.ping_timeout / 4, limits.write_timeout / 4),
+        )
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(period)
@@ -384,8 +406,10 @@ class ChatServer:
     @property
     def rooms(self) -> dict[str, list[str]]:
         """Every room and its member names."""
-        return {r.name: sorted((m.name for m in r.members.values()), key=str.casefold)
-                for r in self.hub.rooms.values()}
+        return {
+            r.name: sorted((m.name for m in r.members.values()), key=str.casefold)
+            for r in self.hub.rooms.values()
+        }
 
     def member(self, name: str) -> Member | None:
         """The connected user called ``name`` (without regard to case), if any."""
@@ -411,8 +435,9 @@ class ChatServer:
         return iter(list(self._conns))
 
 
-async def run_server(host: str = "127.0.0.1", port: int = 1234, *, motd: str | None = None,
-                     **limits: Any) -> None:
+async def run_server(
+    host: str = "127.0.0.1", port: int = 1234, *, motd: str | None = None, **limits: Any
+) -> None:
     """Serve on ``host:port`` until cancelled, then shut down gracefully.
 
     Keyword arguments are the limits of :class:`~asyncchat.limits.Limits`. Raises

@@ -23,7 +23,6 @@ from .events import (
     Pong,
     Quit,
     RoomsRequest,
-    Say,
     SendDm,
     WhoRequest,
     parse_client,
@@ -114,8 +113,9 @@ class Session:
             try:
                 obj = loads(payload)
             except ProtocolError:
-                raise ProtocolError(ErrorCode.HELLO_REQUIRED,
-                                    "the first frame must be a hello") from None
+                raise ProtocolError(
+                    ErrorCode.HELLO_REQUIRED, "the first frame must be a hello"
+                ) from None
             self._handshake(obj)
             return
         obj = loads(payload)
@@ -154,15 +154,18 @@ class Session:
                 self.hub.remove_member(m, "quit")
             case _:
                 raise ProtocolError(
-                    ErrorCode.BAD_REQUEST, f"{event.TYPE!r} is not allowed after hello",
+                    ErrorCode.BAD_REQUEST,
+                    f"{event.TYPE!r} is not allowed after hello",
                     ref=getattr(event, "id", None),
                 )
 
     def _say(self, m: Member, obj: dict[str, Any]) -> None:
         room, text, ref, action = obj.get("room"), obj.get("text"), obj.get("id"), obj.get("action")
-        if type(room) is not str or type(text) is not str or (
-            ref is not None and type(ref) not in (str, int)) or (
-            action is not None and type(action) is not bool
+        if (
+            type(room) is not str
+            or type(text) is not str
+            or (ref is not None and type(ref) not in (str, int))
+            or (action is not None and type(action) is not bool)
         ):
             # Let the event parser produce the precise message (it raises bad_request).
             parse_client(obj)
@@ -207,8 +210,12 @@ class Session:
         self._hellos += 1
         if self._hellos > MAX_HELLO_ATTEMPTS:
             ref = obj.get("id")
-            raise ProtocolError(ErrorCode.BAD_REQUEST, "too many hello attempts", closes=True,
-                                ref=ref if type(ref) in (str, int) else None)
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                "too many hello attempts",
+                closes=True,
+                ref=ref if type(ref) in (str, int) else None,
+            )
         hello = parse_client(obj)
         assert hello.TYPE == "hello"
         ref = hello.id  # type: ignore[union-attr]

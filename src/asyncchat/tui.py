@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TextIO
 
 from .client import Client, connect
-from .errors import ConnectionClosed, ServerError
+from .errors import ServerError
 from .events import (
     Ack,
     Bye,
@@ -112,6 +112,8 @@ class Terminal:
         self.out = out
         self.room = room
         self.refused = 0
+        #: Set by /quit: the reason to give the server (may be empty).
+        self.quit_reason: str | None = None
 
     def show(self, event: ServerEvent) -> None:
         if isinstance(event, Ack | WhoReply) or (
@@ -184,7 +186,7 @@ class Terminal:
                 listing = ", ".join(f"#{escape(r.name)} ({r.members})" for r in rooms)
                 self.out(f"-- rooms: {listing}")
             case "quit":
-                await client.close(rest or None)
+                self.quit_reason = rest
                 return False
             case "help":
                 self.out(HELP)
@@ -239,24 +241,30 @@ async def _race(first: asyncio.Task[object], second: asyncio.Task[object]) -> No
                 await task
 
 
-async def _piped(client: Client, term: Terminal, stdin: TextIO) -> int:
+async def _until_quit(
+    client: Client, term: Terminal, lines: asyncio.Task[bool], *, piped: bool
+) -> int:
+    """Run the receiver beside ``lines`` (the user's input, True when the user is done). The
+    user quitting is exit 0 (1 in piped mode if a line was refused); the server going away is 1.
+    The client is closed here, outside both tasks, so that neither cancels the other mid-close."""
     receiver = asyncio.create_task(term.receive())
+    await _race(lines, receiver)
+    if lines.done() and not lines.cancelled():
+        lines.result()  # an unexpected error in the input loop propagates
+        await client.close(term.quit_reason or None)
+        return 1 if piped and term.refused else 0
+    _print(f"!! disconnected: {client.close_reason}")
+    return 1
 
+
+async def _piped(client: Client, term: Terminal, stdin: TextIO) -> int:
     async def send_all() -> bool:
         async for line in _piped_lines(stdin):
             if line.strip() and not await term.command(line):
-                return False
+                break
         return True
 
-    sender = asyncio.create_task(send_all())
-    await _race(sender, receiver)  # type: ignore[arg-type]
-    if not sender.cancelled() and sender.exception() is None:
-        await client.close()
-        return 1 if term.refused else 0
-    if not sender.cancelled() and isinstance(sender.exception(), ConnectionClosed):
-        pass
-    _print(f"!! disconnected: {client.close_reason}")
-    return 1
+    return await _until_quit(client, term, asyncio.create_task(send_all()), piped=True)
 
 
 async def _interactive(client: Client, term: Terminal) -> int:
@@ -270,23 +278,17 @@ async def _interactive(client: Client, term: Terminal) -> int:
             try:
                 line = await session.prompt_async(f"#{term.room}> ")
             except (EOFError, KeyboardInterrupt):
-                await client.close()
                 return True
             if line.strip() and not await term.command(line.rstrip("\r\n")):
                 return True
 
     with patch_stdout(raw=True):
-        receiver = asyncio.create_task(term.receive())
-        reader = asyncio.create_task(read_lines())
-        await _race(reader, receiver)  # type: ignore[arg-type]
-        if reader.done() and not reader.cancelled() and reader.exception() is None:
-            return 0
-        print(f"!! disconnected: {client.close_reason}")
-        return 1
+        return await _until_quit(client, term, asyncio.create_task(read_lines()), piped=False)
 
 
-async def run_terminal(host: str, port: int, name: str, rooms: list[str] | None,
-                       stdin: TextIO | None = None) -> int:
+async def run_terminal(
+    host: str, port: int, name: str, rooms: list[str] | None, stdin: TextIO | None = None
+) -> int:
     """Run the terminal client until the user quits (0), stdin ends with every line accepted (0)
     or the server goes away (1). Raises ``ConnectionClosed`` or ``ServerError`` when it cannot
     join at all."""

@@ -41,8 +41,10 @@ def _check_label(s: str, what: str, limit: int, code: ErrorCode) -> None:
         raise ProtocolError(code, f"{what} must not start with '#', '/' or '*'")
     bad = _bad_char(s)
     if bad is not None:
-        raise ProtocolError(code, f"{what} must not contain whitespace or control characters "
-                                  f"(found U+{ord(bad):04X})")
+        raise ProtocolError(
+            code,
+            f"{what} must not contain whitespace or control characters (found U+{ord(bad):04X})",
+        )
 
 
 def check_name(name: str) -> None:
