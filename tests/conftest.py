@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import struct
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -84,6 +85,19 @@ class RawClient:
 
 
 Opener = Callable[..., Awaitable[RawClient]]
+
+
+_DATA_HOME = tempfile.TemporaryDirectory(prefix="asyncchat-test-data-")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any test module is imported: servers started by the tests (the CLI's default
+    history file included) write under a temporary XDG_DATA_HOME, never the user's own."""
+    os.environ["XDG_DATA_HOME"] = _DATA_HOME.name
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _DATA_HOME.cleanup()
 
 
 @pytest.fixture

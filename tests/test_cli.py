@@ -157,8 +157,10 @@ def running(args: list[str], stdin: Any = subprocess.DEVNULL) -> Iterator[Proc]:
 
 @contextlib.contextmanager
 def serve(*extra: str) -> Iterator[tuple[Proc, int]]:
-    """``asyncchat serve --port 0`` (stdin not a terminal: no console) and its port."""
-    with running(["serve", "--port", "0", *extra]) as proc:
+    """``asyncchat serve --port 0`` (stdin not a terminal: no console) and its port; a
+    throwaway history unless ``extra`` names a ``--db``."""
+    db = () if "--db" in extra else ("--db", ":memory:")
+    with running(["serve", "--port", "0", *db, *extra]) as proc:
         m = proc.err.wait_for(r"INFO listening on 127\.0\.0\.1:(\d+)")
         yield proc, int(m.group(1))
 

@@ -37,7 +37,17 @@ class ServerProcess:
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "asyncchat", "serve", "--port", "0", "--log-level", "info"],
+            [
+                sys.executable,
+                "-m",
+                "asyncchat",
+                "serve",
+                "--port",
+                "0",
+                "--log-level",
+                "info",
+                "--no-history",
+            ],
             stdin=subprocess.DEVNULL,  # no operator console
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

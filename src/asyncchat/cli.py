@@ -15,14 +15,20 @@ import errno
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from typing import Any
+
+import orjson
 
 from . import __version__
 from .errors import ChatError, ConfigError, ConnectionClosed, ProtocolError, ServerError
 from .limits import Limits
 from .server import ChatServer
+from .storage import DEFAULT_DB_PATH, SQLiteStore, default_db_path
 from .tui import escape, run_terminal
+from .validation import name_key
 
 __all__ = ["main", "run"]
 
@@ -54,18 +60,22 @@ _LIMIT_HELP = {
     "per_ip_exempt": "networks exempt from --max-per-ip (repeatable; default loopback)",
     "max_rooms_per_client": "rooms one client may be in",
     "quiet_room_size": "members above which a room stops broadcasting joined/left of others",
+    "history_on_join": "messages replayed to a client joining a room (with history on)",
+    "history_page_max": "messages in one page of history at the most",
+    "idempotency_window": "seconds during which a re-sent say id is not posted twice",
     "shutdown_grace": "seconds a shutdown waits for clients to take their bye",
 }
 
 
-def _positive(kind: Callable[[str], float | int]) -> Callable[[str], Any]:
+def _positive(kind: Callable[[str], float | int], zero_ok: bool = False) -> Callable[[str], Any]:
     def parse(text: str) -> float | int:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value > 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+        if not (value >= 0 if zero_ok else value > 0) or value == float("inf"):
+            what = "non-negative" if zero_ok else "positive"
+            raise argparse.ArgumentTypeError(f"must be a {what} number: {text!r}")
         return value
 
     parse.__name__ = kind.__name__
@@ -122,11 +132,70 @@ def _parser() -> argparse.ArgumentParser:
         kind = int if f.type == "int" else float
         limits.add_argument(
             flag,
-            type=_positive(kind),
+            type=_positive(kind, zero_ok=f.name == "history_on_join"),
             default=None,
             metavar=kind.__name__.upper(),
             help=f"{_LIMIT_HELP[f.name]} (default: {f.default})",
         )
+
+    history = serve.add_argument_group("history (see docs/delivery.md)")
+    history.add_argument(
+        "--db",
+        default=None,
+        metavar="PATH",
+        help=f"SQLite file of the history (default: {DEFAULT_DB_PATH}; "
+        "':memory:' keeps it only while the server runs)",
+    )
+    history.add_argument(
+        "--no-history",
+        action="store_true",
+        help="keep no history: no replay, no resume, acks before storing",
+    )
+    history.add_argument(
+        "--history-max",
+        type=_positive(int),
+        metavar="N",
+        help="messages kept per room (default: all)",
+    )
+    history.add_argument(
+        "--history-days",
+        type=_positive(float),
+        metavar="DAYS",
+        help="days a message is kept (default: forever)",
+    )
+    history.add_argument(
+        "--durability",
+        choices=("process", "power"),
+        default="process",
+        help="an acknowledged message survives a crash of the server "
+        "(process, the default) or of the machine too (power: fsync)",
+    )
+
+    export = sub.add_parser(
+        "history",
+        help="print the transcript of a room",
+        description="Print what a server with history kept of a room: text for people, "
+        "jsonl (one message object per line) for scripts.",
+    )
+    export.add_argument(
+        "--db",
+        default=None,
+        metavar="PATH",
+        help=f"the server's history file (default: {DEFAULT_DB_PATH})",
+    )
+    export.add_argument("--room", required=True, help="the room")
+    export.add_argument(
+        "--since",
+        type=_when,
+        metavar="WHEN",
+        help="only messages from WHEN: ISO date/time (local) or Unix seconds",
+    )
+    export.add_argument(
+        "--format",
+        choices=("text", "jsonl"),
+        default="text",
+        help="output format (default: %(default)s)",
+    )
 
     join = sub.add_parser(
         "join",
@@ -235,7 +304,17 @@ async def _serve(args: argparse.Namespace) -> int:
         for f in dataclasses.fields(Limits)
         if getattr(args, f.name) is not None
     }
-    server = ChatServer(args.host, args.port, motd=args.motd, **limits)
+    db = None if args.no_history else (args.db or str(default_db_path()))
+    server = ChatServer(
+        args.host,
+        args.port,
+        motd=args.motd,
+        db=db,
+        history_max=args.history_max,
+        history_days=args.history_days,
+        durability=args.durability,
+        **limits,
+    )
     try:
         await server.start()
     except OSError as exc:
@@ -284,6 +363,44 @@ async def _join(args: argparse.Namespace) -> int:
         return 1
 
 
+def _when(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a date/time or Unix seconds: {text!r} (try 2026-11-21 or 2026-11-21T14:00)"
+        ) from None
+
+
+def _export(args: argparse.Namespace) -> int:
+    path = args.db or str(default_db_path())
+    store = SQLiteStore(path)
+    store.open_readonly()
+    try:
+        key = name_key(args.room)
+        if key not in store.last_seqs():
+            print(f"asyncchat: {path} keeps no message of room {args.room!r}", file=sys.stderr)
+            return 1
+        out = sys.stdout
+        for rec in store.export(key, since=args.since):
+            if args.format == "jsonl":
+                out.write(orjson.dumps(rec.wire(history=False)).decode() + "\n")
+            else:
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec.ts))
+                body = escape(rec.text, newlines=True).replace("\n", "\n    ")
+                who = escape(rec.sender)
+                line = f"* {who} {body}" if rec.action else f"<{who}> {body}"
+                out.write(f"{stamp} #{escape(rec.name)} {line}\n")
+        out.flush()
+    finally:
+        store.close()
+    return 0
+
+
 def _run(coro: Coroutine[Any, Any, int], loop: str) -> int:
     with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
         return runner.run(coro)
@@ -306,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
             return _run(_serve(args), args.loop)
+        if args.command == "history":
+            return _export(args)
         _setup_logging("warning")
         return _run(_join(args), args.loop)
     except ConfigError as exc:

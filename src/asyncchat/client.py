@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import secrets
 from collections.abc import AsyncIterator, Generator, Sequence
 from types import TracebackType
 from typing import Any
@@ -73,6 +74,9 @@ class Client:
         self._writer = writer
         self._max_frame = max_frame
         self._retry_rate_limited = retry_rate_limited
+        # Request ids are unique beyond this connection: the server remembers the ids of
+        # messages for a while (idempotent re-sends), also across its restarts.
+        self._id_prefix = secrets.token_hex(6)
         self._ids = itertools.count(1)
         self._pending: dict[str | int, asyncio.Future[ServerEvent]] = {}
         self._events: asyncio.Queue[Any] = asyncio.Queue()
@@ -221,7 +225,7 @@ class Client:
         """Send a request with a fresh ``id`` and wait for the answer that carries it as ``ref``.
         Raises ``ServerError`` (refused) or ``ConnectionClosed``."""
         while True:
-            ref = next(self._ids)
+            ref = f"{self._id_prefix}-{next(self._ids)}"
             fut: asyncio.Future[ServerEvent] = asyncio.get_running_loop().create_future()
             self._pending[ref] = fut
             try:

@@ -321,6 +321,7 @@ class Welcome(Event):
     rooms: tuple[str, ...] = _m(_names)
     limits: dict[str, float] = _m(_numbers)
     motd: str | None = _m(_str, None)
+    history: bool = _m(_bool, False)
     ref: Ref | None = _m(_ref, None)
 
 

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from .errors import ErrorCode, ProtocolError
 from .framing import encode
 from .limits import Limits
+from .storage import HistoryStore, Page, Record
 from .validation import check_name, check_room, name_key
 
 __all__ = ["LOBBY", "SERVER_NAME", "Hub", "Member", "Room", "Sink"]
@@ -38,6 +40,10 @@ LOBBY = "lobby"
 SERVER_NAME = "*server"
 
 Ref = str | int
+
+#: Re-sendable message ids remembered at the most (the idempotency window is also bounded in
+#: time by ``idempotency_window``): about 150 bytes each.
+MAX_REMEMBERED_IDS = 100_000
 
 
 class Sink(Protocol):
@@ -75,13 +81,15 @@ class Member:
 class Room:
     """A room: its members by key, and its last ``seq``."""
 
-    __slots__ = ("_batch", "_private", "key", "members", "name", "seq")
+    __slots__ = ("_batch", "_private", "committed", "key", "members", "name", "seq")
 
     def __init__(self, name: str, seq: int = 0) -> None:
         self.name = name
         self.key = name_key(name)
         self.members: dict[str, Member] = {}
+        #: The last seq assigned, and the last one stored (the same without history).
         self.seq = seq
+        self.committed = seq
         self._batch: list[bytes] | None = None
         self._private: list[Member] = []
 
@@ -106,6 +114,27 @@ class Hub:
         self._flush_pending = False
         self._dirty_rooms: list[Room] = []
         self._dirty_members: list[Member] = []
+        self.store: HistoryStore | None = None
+        #: The last seq of rooms that do not exist now, so that a room never repeats one.
+        self._last_seq: dict[str, int] = {}
+        #: Idempotency: client key -> (room name, seq, ts) once stored, or the list of
+        #: (member, ref) waiting for the ack while the first copy is being stored.
+        self._recent: OrderedDict[str, tuple[str, int, float] | list[tuple[Member, Ref]]] = (
+            OrderedDict()
+        )
+
+    def attach_store(self, store: HistoryStore) -> None:
+        """Keep room messages in ``store`` (opened already): seq continues from it, ids re-sent
+        within the idempotency window are recognised, and a ``say`` is acknowledged and fanned
+        out only once stored (see :meth:`committed`)."""
+        self.store = store
+        self._last_seq = store.last_seqs()
+        since = self.clock() - self.limits.idempotency_window
+        recent = store.recent_client_keys(since)
+        for key, (_room, name, seq, ts) in sorted(recent.items(), key=lambda kv: kv[1][3]):
+            self._recent[key] = (name, seq, ts)
+        for room in self.rooms.values():
+            room.seq = room.committed = max(room.seq, self._last_seq.pop(room.key, 0))
 
     def set_scheduler(self, schedule: Callable[[Callable[[], None]], Any] | None) -> None:
         """Have ``schedule(self.flush)`` called once per batch (``loop.call_soon``); with None,
@@ -248,10 +277,14 @@ class Hub:
         """The room called ``name`` (without regard to case), if it exists."""
         return self.rooms.get(name_key(name))
 
-    def join(self, m: Member, name: str, ref: Ref | None = None) -> Room:
+    def join(
+        self, m: Member, name: str, ref: Ref | None = None, *, resume_after: int | None = None
+    ) -> Room:
         """Put ``m`` in room ``name``, creating it; the room's members (``m`` included) get
-        ``joined``. Raises ``room_invalid`` or ``too_many_rooms``; joining a room twice is a
-        no-op answered with ``joined`` to ``m`` alone."""
+        ``joined``. With history, ``m`` then gets the room's last ``history_on_join`` messages,
+        or with ``resume_after`` exactly those after that seq (a page at the most), and a
+        ``history_end``. Raises ``room_invalid`` or ``too_many_rooms``; joining a room twice is
+        a no-op answered with ``joined`` to ``m`` alone."""
         check_room(name)
         key = name_key(name)
         room = m.rooms.get(key)
@@ -266,7 +299,7 @@ class Hub:
             )
         room = self.rooms.get(key)
         if room is None:
-            room = self.rooms[key] = Room(name)
+            room = self.rooms[key] = Room(name, self._last_seq.pop(key, 0))
         if room._batch is not None:  # joined mid-batch: gets only what follows, privately
             room._private.append(m)
         room.members[m.key] = m
@@ -279,6 +312,7 @@ class Hub:
             self.broadcast(room, _joined(room, m, None), exclude=m)
             self.send(m, _joined(room, m, ref))
         log.info("%s joined %s", m.name, room.name)
+        self._replay(m, room, resume_after)
         return room
 
     def leave(self, m: Member, name: str, ref: Ref | None = None) -> None:
@@ -303,6 +337,8 @@ class Hub:
                 self.broadcast(room, frame)
         elif room.key != LOBBY:
             del self.rooms[room.key]
+            if room.seq:
+                self._last_seq[room.key] = room.seq
         if notify_self:
             if ref is not None:
                 frame = encode(
@@ -352,11 +388,23 @@ class Hub:
     def say(
         self, m: Member, room_name: str, text: str, ref: Ref | None = None, action: bool = False
     ) -> int:
-        """Post ``text`` to a room ``m`` is in: the others get ``message``, ``m`` gets ``ack``.
-        Returns the message's ``seq``. Raises ``not_in_room``. The text must be valid already."""
+        """Post ``text`` to a room ``m`` is in: the others get ``message``, ``m`` gets ``ack``
+        (with history, once the message is stored). Returns the message's ``seq``. A ``say``
+        whose ``ref`` this name already used within the idempotency window is not posted again:
+        it gets the original ``ack``. Raises ``not_in_room``. The text must be valid already."""
         room = m.rooms.get(room_name) or m.rooms.get(name_key(room_name))
         if room is None:
             raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you are not in {room_name!r}", ref=ref)
+        ckey = None
+        if ref is not None:
+            ckey = f"{m.key}\x1f{ref!r}"
+            seen = self._recent.get(ckey)
+            if seen is not None:
+                if isinstance(seen, list):
+                    seen.append((m, ref))  # the first copy is being stored: ack both then
+                    return 0
+                self.send(m, _ack(seen[0], seen[1], seen[2], ref))
+                return seen[1]
         seq = room.seq = room.seq + 1
         ts = self.clock()
         msg: dict[str, Any] = {
@@ -369,13 +417,53 @@ class Hub:
         }
         if action:
             msg["action"] = True
-        self.broadcast(room, encode(msg), exclude=m)
-        ack: dict[str, Any] = {"type": "ack", "room": room.name, "seq": seq, "ts": ts}
-        if ref is not None:
-            ack["ref"] = ref
-        self.send(m, encode(ack))
+        frame = encode(msg)
+        ack = _ack(room.name, seq, ts, ref)
+        if self.store is not None:
+            rec = Record(room.key, room.name, seq, m.name, text, ts, action, ckey)
+            self.store.submit(rec, (frame, m, ack))
+            if ckey is not None:
+                self._remember(ckey, [])
+            return seq
+        room.committed = seq
+        self.broadcast(room, frame, exclude=m)
+        self.send(m, ack)
+        if ckey is not None:
+            self._remember(ckey, (room.name, seq, ts))
         log.debug("%s said in %s (#%d)", m.name, room.name, seq)
         return seq
+
+    def _remember(
+        self, ckey: str, value: tuple[str, int, float] | list[tuple[Member, Ref]]
+    ) -> None:
+        recent = self._recent
+        recent[ckey] = value
+        recent.move_to_end(ckey)
+        horizon = self.clock() - self.limits.idempotency_window
+        while recent:
+            oldest = next(iter(recent.values()))
+            if len(recent) <= MAX_REMEMBERED_IDS and (
+                isinstance(oldest, list) or oldest[2] >= horizon
+            ):
+                break
+            recent.popitem(last=False)
+
+    def committed(self, batch: list[tuple[Record, Any]]) -> None:
+        """The store reports stored messages, in order: fan each out and acknowledge it."""
+        for rec, (frame, m, ack) in batch:
+            room = self.rooms.get(rec.room)
+            if room is not None:
+                room.committed = rec.seq
+                self.broadcast(room, frame, exclude=m)
+            if m is not None:
+                self.send(m, ack)
+            if rec.client_key is not None:
+                waiting = self._recent.get(rec.client_key)
+                self._remember(rec.client_key, (rec.name, rec.seq, rec.ts))
+                if isinstance(waiting, list):
+                    for other, ref in waiting:
+                        self.send(other, _ack(rec.name, rec.seq, rec.ts, ref))
+            log.debug("%s said in %s (#%d)", rec.sender, rec.name, rec.seq)
 
     def announce(self, room_name: str, text: str, *, action: bool = False) -> int:
         """Post ``text`` to a room as the server (sender ``*server``); returns its ``seq``.
@@ -384,18 +472,84 @@ class Hub:
         if room is None:
             raise ProtocolError(ErrorCode.ROOM_INVALID, f"no room {room_name!r}")
         seq = room.seq = room.seq + 1
+        ts = self.clock()
         msg: dict[str, Any] = {
             "type": "message",
             "room": room.name,
             "seq": seq,
             "from": SERVER_NAME,
             "text": text,
-            "ts": self.clock(),
+            "ts": ts,
         }
         if action:
             msg["action"] = True
-        self.broadcast(room, encode(msg))
+        if self.store is not None:
+            rec = Record(room.key, room.name, seq, SERVER_NAME, text, ts, action)
+            self.store.submit(rec, (encode(msg), None, b""))
+        else:
+            room.committed = seq
+            self.broadcast(room, encode(msg))
         return seq
+
+    # ------------------------------------------------------------------ history
+
+    def _replay(self, m: Member, room: Room, resume_after: int | None) -> None:
+        store = self.store
+        if store is None:
+            if resume_after is not None:  # nothing is kept: say whether anything was missed
+                end = {
+                    "type": "history_end",
+                    "room": room.name,
+                    "more": False,
+                    "truncated": resume_after < room.committed,
+                }
+                self.send(m, encode(end))
+            return
+        if resume_after is None:
+            page = store.page(room.key, limit=self.limits.history_on_join)
+        else:
+            page = store.page(room.key, after=resume_after, limit=self.limits.history_page_max)
+        self._send_page(m, room, page, after=resume_after, ref=None)
+
+    def _send_page(
+        self, m: Member, room: Room, page: Page, *, after: int | None, ref: Ref | None
+    ) -> None:
+        for rec in page.records:
+            self.send(m, encode(rec.wire()))
+        end: dict[str, Any] = {"type": "history_end", "room": room.name, "more": page.more}
+        if after is not None:  # is the first message asked for still kept?
+            truncated = room.committed > after and not (0 < page.first_kept <= after + 1)
+        else:  # a page back to the oldest kept message, which is not the first ever
+            truncated = not page.more and page.first_kept > 1
+        if truncated:
+            end["truncated"] = True
+        if ref is not None:
+            end["ref"] = ref
+        self.send(m, encode(end))
+
+    def history(
+        self,
+        m: Member,
+        room_name: str,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+        ref: Ref | None = None,
+    ) -> None:
+        """Send ``m`` a page of a room's history, oldest first, then ``history_end``. Raises
+        ``not_in_room`` or ``history_unavailable``."""
+        room = m.rooms.get(room_name) or m.rooms.get(name_key(room_name))
+        if room is None:
+            raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you are not in {room_name!r}", ref=ref)
+        if self.store is None:
+            raise ProtocolError(
+                ErrorCode.HISTORY_UNAVAILABLE, "this server keeps no history", ref=ref
+            )
+        default = self.limits.history_on_join or 50
+        n = min(self.limits.history_page_max, default if limit is None else limit)
+        page = self.store.page(room.key, before=before, after=after, limit=n)
+        self._send_page(m, room, page, after=after, ref=ref)
 
     def dm(self, m: Member, to: str, text: str, ref: Ref | None = None) -> None:
         """Send ``text`` to user ``to`` alone; ``m`` gets ``ack``. Raises ``no_such_user``."""
@@ -432,6 +586,13 @@ class Hub:
     def members_named(self, names: Iterable[str]) -> list[Member]:
         """The members called ``names`` that exist (without regard to case)."""
         return [m for n in names if (m := self.members.get(name_key(n))) is not None]
+
+
+def _ack(room: str, seq: int, ts: float, ref: Ref | None) -> bytes:
+    obj: dict[str, Any] = {"type": "ack", "room": room, "seq": seq, "ts": ts}
+    if ref is not None:
+        obj["ref"] = ref
+    return encode(obj)
 
 
 def _joined(room: Room, m: Member, ref: Ref | None) -> bytes:

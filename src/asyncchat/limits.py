@@ -17,6 +17,9 @@ from .errors import ConfigError
 __all__ = [
     "DEFAULT_BURST",
     "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_HISTORY_ON_JOIN",
+    "DEFAULT_HISTORY_PAGE_MAX",
+    "DEFAULT_IDEMPOTENCY_WINDOW",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_FRAME",
     "DEFAULT_MAX_OUTBOX",
@@ -63,12 +66,22 @@ DEFAULT_MAX_ROOMS_PER_CLIENT = 32
 #: otherwise quadratic (10,000 joins to one room would send 50 million notices). The joiner still
 #: gets its own ``joined``, and ``who`` lists the members.
 DEFAULT_QUIET_ROOM_SIZE = 1_000
+#: Messages replayed (marked ``history``) to a client joining a room, when history is on.
+DEFAULT_HISTORY_ON_JOIN = 50
+#: Messages in one page of history (a ``history`` request or a resume) at the most: a page is
+#: read and sent in one go, so this bounds the work and the outbox of one request.
+DEFAULT_HISTORY_PAGE_MAX = 500
+#: Seconds during which a ``say`` re-sent with the same ``id`` by the same name gets the
+#: original ``ack`` instead of being posted again.
+DEFAULT_IDEMPOTENCY_WINDOW = 600.0
 #: Seconds a graceful shutdown waits for clients to take their ``bye`` before aborting them.
 DEFAULT_SHUTDOWN_GRACE = 5.0
 #: Consecutive refused (``rate_limited``) messages after which a flooding client is disconnected.
 DEFAULT_MAX_RATE_VIOLATIONS = 20
 
 _LOOPBACK = ("127.0.0.0/8", "::1/128")
+#: Limits for which 0 is meaningful (no replay on join).
+_MAY_BE_ZERO = frozenset({"history_on_join"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +107,9 @@ class Limits:
     per_ip_exempt: tuple[str, ...] = field(default=_LOOPBACK)
     max_rooms_per_client: int = DEFAULT_MAX_ROOMS_PER_CLIENT
     quiet_room_size: int = DEFAULT_QUIET_ROOM_SIZE
+    history_on_join: int = DEFAULT_HISTORY_ON_JOIN
+    history_page_max: int = DEFAULT_HISTORY_PAGE_MAX
+    idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
 
     def __post_init__(self) -> None:
@@ -113,8 +129,10 @@ class Limits:
                 raise ConfigError(f"{f.name} must be a number, not {value!r}")
             if f.type == "int" and not isinstance(value, int):
                 raise ConfigError(f"{f.name} must be a whole number, not {value!r}")
-            if not value > 0 or value != value or value == float("inf"):
-                raise ConfigError(f"{f.name} must be a positive finite number, not {value!r}")
+            least_ok = value >= 0 if f.name in _MAY_BE_ZERO else value > 0
+            if not least_ok or value != value or value == float("inf"):
+                what = "a non-negative" if f.name in _MAY_BE_ZERO else "a positive"
+                raise ConfigError(f"{f.name} must be {what} finite number, not {value!r}")
         if self.max_frame < 4096:
             raise ConfigError(f"max_frame must be at least 4096 bytes, not {self.max_frame}")
 
@@ -136,6 +154,8 @@ class Limits:
             "burst": self.burst,
             "max_rooms_per_client": self.max_rooms_per_client,
             "quiet_room_size": self.quiet_room_size,
+            "history_on_join": self.history_on_join,
+            "history_page_max": self.history_page_max,
             "ping_interval": self.ping_interval,
             "ping_timeout": self.ping_timeout,
         }

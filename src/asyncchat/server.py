@@ -17,10 +17,11 @@ from types import TracebackType
 from typing import Any
 
 from .errors import ConfigError, ErrorCode, ProtocolError
-from .framing import HEADER, check_length, encode
+from .framing import HEADER, check_length, encode, loads
 from .hub import Hub, Member
 from .limits import Limits
 from .session import Session, error_frame
+from .storage import HistoryStore, SQLiteStore
 
 __all__ = ["ChatServer", "run_server"]
 
@@ -32,6 +33,13 @@ PRE_HANDSHAKE_MAX_FRAME = 16_384
 #: Pending connections the kernel queues while the loop is busy (the default 100 drops SYNs in a
 #: connection storm; see docs/limits.md).
 LISTEN_BACKLOG = 4_096
+
+#: Seconds of silence after which the holder of a name a new connection asks for is pinged,
+#: and seconds it then has to answer before the name is taken from it (a client reconnecting
+#: after its old connection died without a FIN, which the server cannot otherwise tell for up
+#: to ping_interval + ping_timeout).
+RECLAIM_QUIET = 1.0
+RECLAIM_TIMEOUT = 2.0
 
 _LEFT_REASON = {
     ErrorCode.TIMEOUT: "timeout",
@@ -147,10 +155,24 @@ class Connection:
         try:
             self.session.receive(payload)
         except ProtocolError as exc:
+            reclaimable = exc.code is ErrorCode.NAME_TAKEN and self.session.member is None
+            if reclaimable and await self.server._reclaim(payload):
+                try:
+                    self.session.receive(payload)
+                    return
+                except ProtocolError as again:
+                    exc = again
             if exc.closes:
                 self.fail(exc)
             else:
                 self.session.send_error(exc)
+
+    def ping(self) -> None:
+        """Send a ping now (keepalive, or a name reclaim)."""
+        m = self.session.member
+        if m is not None:
+            self._pings += 1
+            self.hub.send(m, encode({"type": "ping", "data": self._pings}))
 
     def fail(self, exc: ProtocolError) -> None:
         """Send the error (after whatever was queued before it) and a ``bye``, then close."""
@@ -199,8 +221,7 @@ class Connection:
             return  # handshake_timeout covers the unnamed
         if self.ping_at is None:
             if now - self.last_recv >= limits.ping_interval:
-                self._pings += 1
-                self.hub.send(m, encode({"type": "ping", "data": self._pings}))
+                self.ping()
                 self.ping_at = now
         elif now - self.ping_at >= limits.ping_timeout:
             self.fail(ProtocolError(ErrorCode.TIMEOUT, "no answer to ping within ping_timeout"))
@@ -229,8 +250,12 @@ class ChatServer:
             await server.serve_forever()
 
     Every limit of :class:`~asyncchat.limits.Limits` is a keyword argument (or pass
-    ``limits=``). Raises :class:`~asyncchat.errors.ConfigError` for an unknown or invalid limit
-    and ``OSError`` from :meth:`start` when the address cannot be bound.
+    ``limits=``). History is off unless ``db`` names an SQLite file (or ``":memory:"``), or a
+    ``store`` is given; ``history_max`` (messages per room) and ``history_days`` bound what is
+    kept, ``durability`` is ``"process"`` (an acknowledged message survives a crash of the
+    server) or ``"power"`` (of the machine too). Raises :class:`~asyncchat.errors.ConfigError`
+    for an unknown or invalid limit or an unusable database, and ``OSError`` from :meth:`start`
+    when the address cannot be bound.
     """
 
     def __init__(
@@ -240,11 +265,21 @@ class ChatServer:
         *,
         motd: str | None = None,
         limits: Limits | None = None,
+        db: str | None = None,
+        history_max: int | None = None,
+        history_days: float | None = None,
+        durability: str = "process",
+        store: HistoryStore | None = None,
         **limit_kwargs: Any,
     ) -> None:
         if limits is not None and limit_kwargs:
             raise ConfigError("pass either limits= or limit keyword arguments, not both")
         self.limits = limits or Limits.from_kwargs(**limit_kwargs)
+        if store is None and db is not None:
+            store = SQLiteStore(
+                db, history_max=history_max, history_days=history_days, durability=durability
+            )
+        self.store = store
         self.host = host
         self.port = port
         self.motd = motd
@@ -269,6 +304,14 @@ class ChatServer:
             limit=self.limits.max_frame,
             backlog=LISTEN_BACKLOG,
         )
+        if self.store is not None:  # no await since the bind: nobody is served without it
+            try:
+                self.store.open(self.hub.committed, loop.call_soon_threadsafe)
+                self.hub.attach_store(self.store)
+            except BaseException:
+                self._server.close()
+                self.store.close()
+                raise
         self._watchdog = asyncio.create_task(self._watch(), name="asyncchat-watchdog")
         host, port = self.address
         log.info("listening on %s:%d", host, port)
@@ -318,6 +361,8 @@ class ChatServer:
             if self._server is not None:
                 await self._server.wait_closed()
         finally:
+            if self.store is not None:
+                self.store.close()  # commits what is queued: stored, though no longer acked
             self._closed.set()
         log.info("server closed")
 
@@ -430,18 +475,49 @@ class ChatServer:
         self.hub.evict(m, "kicked", reason, abort=False)
         return True
 
+    async def _reclaim(self, hello: bytes) -> bool:
+        """A ``hello`` asks for a name someone holds: if the holder has been silent, ping it and
+        take the name away from it (left ``timeout``) when it does not answer within
+        RECLAIM_TIMEOUT. True if the name is free now."""
+        try:
+            name = loads(hello).get("name")
+        except ProtocolError:
+            return False
+        holder = self.member(name) if isinstance(name, str) else None
+        if holder is None:
+            return True
+        conn = holder.sink
+        if not isinstance(conn, Connection):
+            return False
+        loop = asyncio.get_running_loop()
+        if loop.time() - conn.last_recv < RECLAIM_QUIET:
+            return False
+        heard = conn.last_recv
+        conn.ping()
+        deadline = loop.time() + RECLAIM_TIMEOUT
+        while loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            if not holder.alive:
+                return True
+            if conn.last_recv != heard:
+                return False
+        log.info("%s did not answer a ping: its name goes to a new connection", holder.name)
+        self.hub.evict(
+            holder, "timeout", "your name was reclaimed by a new connection", code=ErrorCode.TIMEOUT
+        )
+        return True
+
     def iter_connections(self) -> Iterator[Connection]:
         """The open connections (for tests and diagnostics)."""
         return iter(list(self._conns))
 
 
-async def run_server(
-    host: str = "127.0.0.1", port: int = 1234, *, motd: str | None = None, **limits: Any
-) -> None:
+async def run_server(host: str = "127.0.0.1", port: int = 1234, **options: Any) -> None:
     """Serve on ``host:port`` until cancelled, then shut down gracefully.
 
-    Keyword arguments are the limits of :class:`~asyncchat.limits.Limits`. Raises
-    ``ConfigError`` for a bad limit and ``OSError`` when the address cannot be bound.
+    Keyword arguments are those of :class:`ChatServer`: the limits of
+    :class:`~asyncchat.limits.Limits`, ``motd``, and the history options (``db``...). Raises
+    ``ConfigError`` for a bad option and ``OSError`` when the address cannot be bound.
     """
-    async with ChatServer(host, port, motd=motd, **limits) as server:
+    async with ChatServer(host, port, **options) as server:
         await server.serve_forever()

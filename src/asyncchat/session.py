@@ -141,10 +141,8 @@ class Session:
                 self.send(encode(_with(reply, ref)))
             case RoomsRequest(id=ref):
                 self.send(encode(_with({"type": "rooms", "rooms": self.hub.room_list()}, ref)))
-            case HistoryRequest(id=ref):
-                raise ProtocolError(
-                    ErrorCode.HISTORY_UNAVAILABLE, "this server keeps no history", ref=ref
-                )
+            case HistoryRequest(room=room, before=before, after=after, limit=limit, id=ref):
+                self.hub.history(m, room, before=before, after=after, limit=limit, ref=ref)
             case Ping(data=data):
                 self.send(encode(_with_data({"type": "pong"}, data)))
             case Pong():
@@ -225,7 +223,12 @@ class Session:
                 f"this server speaks version {PROTOCOL_VERSION}",
                 ref=ref,
             )
-        rooms = list(hello.rooms) if hello.rooms is not None else [LOBBY]  # type: ignore[union-attr]
+        resume = hello.resume or {}  # type: ignore[union-attr]
+        if hello.rooms is not None:  # type: ignore[union-attr]
+            rooms = list(hello.rooms)  # type: ignore[union-attr]
+        else:
+            rooms = list(resume) if resume else [LOBBY]
+        rooms += [r for r in resume if r not in rooms]  # resuming a room rejoins it
         limits = self.hub.limits
         if len(rooms) > limits.max_rooms_per_client:
             raise ProtocolError(
@@ -251,10 +254,13 @@ class Session:
         }
         if self.motd:
             welcome["motd"] = self.motd
+        if self.hub.store is not None:
+            welcome["history"] = True
         self.send(encode(_with(welcome, ref)))
         log.info("%s connected from %s", m.name, self.peer)
-        for room in wanted.values():
-            self.hub.join(m, room)
+        after = {name_key(r): seq for r, seq in resume.items()}
+        for key, room in wanted.items():
+            self.hub.join(m, room, resume_after=after.get(key))
 
 
 def error_frame(exc: ProtocolError) -> bytes:

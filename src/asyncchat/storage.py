@@ -1,0 +1,437 @@
+"""The history store: SQLite by default, behind the small :class:`HistoryStore` interface.
+
+Writes go through one writer thread that owns its own connection: :meth:`SQLiteStore.submit`
+queues a record, and the thread commits everything queued so far in one transaction (group
+commit: while one transaction commits, the next batch gathers), then reports the committed batch
+to the event loop with ``call_soon_threadsafe``. A room message is fanned out and acknowledged
+only then, so an acknowledged message is in the database.
+
+Reads are small indexed range queries, one bounded page at a time, on a second connection used
+from the event loop's thread; in WAL mode they never wait on the writer.
+
+Durability: ``synchronous=NORMAL`` (the default, ``durability="process"``) survives a crash or
+``kill -9`` of the server, since a committed WAL frame is in the OS's hands; ``"power"``
+(``synchronous=FULL``) also survives a power cut, at the cost of an fsync per group commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_DB_PATH",
+    "HistoryStore",
+    "Page",
+    "Record",
+    "SQLiteStore",
+    "default_db_path",
+]
+
+log = logging.getLogger("asyncchat.storage")
+
+#: Records committed in one transaction at the most.
+MAX_BATCH = 2_048
+#: Schema migrations, in order; the database's ``user_version`` is how many have run.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE rooms (
+        room TEXT PRIMARY KEY,          -- the room key (casefolded)
+        name TEXT NOT NULL,             -- its display name
+        last_seq INTEGER NOT NULL       -- survives retention deleting every message
+    ) WITHOUT ROWID;
+    CREATE TABLE messages (
+        room TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        text TEXT NOT NULL,
+        ts REAL NOT NULL,
+        action INTEGER NOT NULL DEFAULT 0,
+        client_key TEXT,                -- sender key + client id, for idempotent re-sends
+        PRIMARY KEY (room, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX messages_client_key ON messages (client_key) WHERE client_key IS NOT NULL;
+    CREATE INDEX messages_ts ON messages (ts);
+    """,
+)
+
+
+def default_db_path() -> Path:
+    """``$XDG_DATA_HOME/asyncchat/history.db`` (``~/.local/share/asyncchat/history.db``)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
+    return Path(base) / "asyncchat" / "history.db"
+
+
+DEFAULT_DB_PATH = "~/.local/share/asyncchat/history.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One stored room message."""
+
+    room: str  # the room key
+    name: str  # the room's display name
+    seq: int
+    sender: str
+    text: str
+    ts: float
+    action: bool = False
+    client_key: str | None = None
+
+    def wire(self, *, history: bool = True) -> dict[str, Any]:
+        """The ``message`` object of this record."""
+        obj: dict[str, Any] = {
+            "type": "message",
+            "room": self.name,
+            "seq": self.seq,
+            "from": self.sender,
+            "text": self.text,
+            "ts": self.ts,
+        }
+        if self.action:
+            obj["action"] = True
+        if history:
+            obj["history"] = True
+        return obj
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of history, oldest first. ``more``: messages exist beyond it in the direction
+    asked; ``first_kept``: the lowest seq still stored for the room (0 if none)."""
+
+    records: list[Record]
+    more: bool
+    first_kept: int
+
+
+class HistoryStore(Protocol):
+    """What the hub needs from a history backend."""
+
+    def open(
+        self,
+        on_commit: Callable[[list[tuple[Record, Any]]], None],
+        call_soon_threadsafe: Callable[..., Any],
+    ) -> None:
+        """Open the store; committed batches are reported through ``on_commit`` on the loop."""
+        ...
+
+    def last_seqs(self) -> dict[str, int]:
+        """The last seq of every room that ever had a message."""
+        ...
+
+    def recent_client_keys(self, since: float) -> dict[str, tuple[str, str, int, float]]:
+        """client_key → (room key, room name, seq, ts) for messages stored since ``since``."""
+        ...
+
+    def submit(self, record: Record, token: Any) -> None:
+        """Queue ``record`` for a durable write; ``token`` comes back with it in ``on_commit``."""
+        ...
+
+    def page(
+        self, room: str, *, before: int | None = None, after: int | None = None, limit: int
+    ) -> Page:
+        """A page of a room's messages (see :meth:`SQLiteStore.page`)."""
+        ...
+
+    def close(self) -> None:
+        """Commit what is queued and close."""
+        ...
+
+
+_STOP = object()
+
+
+class SQLiteStore:
+    """History in one SQLite file (or ``":memory:"``). Raises ``ConfigError`` if the file
+    cannot be opened or was written by a newer asyncchat."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        history_max: int | None = None,
+        history_days: float | None = None,
+        durability: str = "process",
+    ) -> None:
+        if durability not in ("process", "power"):
+            raise ConfigError("durability is 'process' or 'power'")
+        self.path = str(path)
+        self.memory = self.path == ":memory:"
+        self.history_max = history_max
+        self.history_days = history_days
+        self.synchronous = "NORMAL" if durability == "process" else "FULL"
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._read: sqlite3.Connection | None = None
+        self._write: sqlite3.Connection | None = None
+        self._failed: BaseException | None = None
+        self._lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.memory else contextlib.nullcontext()
+        )
+        self.commits = 0
+        self.committed = 0
+
+    # ------------------------------------------------------------------ set-up
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open the history database {self.path}: {exc}") from None
+        conn.execute("PRAGMA busy_timeout = 5000")
+        return conn
+
+    def open(
+        self,
+        on_commit: Callable[[list[tuple[Record, Any]]], None],
+        call_soon_threadsafe: Callable[..., Any],
+    ) -> None:
+        if not self.memory:
+            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self.path = str(Path(self.path).expanduser())
+        write = self._connect()
+        try:
+            if not self.memory:
+                write.execute("PRAGMA journal_mode = WAL")
+            write.execute(f"PRAGMA synchronous = {self.synchronous}")
+            self._migrate(write)
+        except sqlite3.Error as exc:
+            write.close()
+            raise ConfigError(f"cannot use the history database {self.path}: {exc}") from None
+        self._write = write
+        # A :memory: database is one connection, shared under the lock; a file has a reader
+        # of its own, which WAL lets read while the writer commits.
+        self._read = write if self.memory else self._connect()
+        self._on_commit = on_commit
+        self._call = call_soon_threadsafe
+        self._thread = threading.Thread(target=self._writer, name="asyncchat-history", daemon=True)
+        self._thread.start()
+        log.info(
+            "history in %s (%s durability)",
+            self.path,
+            "process-crash" if self.synchronous == "NORMAL" else "power-loss",
+        )
+
+    def open_readonly(self) -> None:
+        """Open for reading only (the transcript export); raises ``ConfigError`` if there is no
+        such database."""
+        path = Path(self.path).expanduser()
+        if self.memory or not path.is_file():
+            raise ConfigError(f"no history database at {self.path}")
+        try:
+            self._read = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+            )
+            (version,) = self._read.execute("PRAGMA user_version").fetchone()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot read the history database {self.path}: {exc}") from None
+        if version != len(MIGRATIONS):
+            raise ConfigError(
+                f"{self.path} is not an asyncchat history database "
+                f"of this version (schema {version})"
+            )
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > len(MIGRATIONS):
+            raise ConfigError(
+                f"the history database has schema {version}, newer than this "
+                f"asyncchat knows ({len(MIGRATIONS)})"
+            )
+        for number in range(version, len(MIGRATIONS)):
+            conn.executescript(
+                "BEGIN;" + MIGRATIONS[number] + f"; PRAGMA user_version = {number + 1}; COMMIT;"
+            )
+
+    # ------------------------------------------------------------------ reads (loop thread)
+
+    def last_seqs(self) -> dict[str, int]:
+        assert self._read is not None
+        with self._lock:
+            return dict(self._read.execute("SELECT room, last_seq FROM rooms").fetchall())
+
+    def recent_client_keys(self, since: float) -> dict[str, tuple[str, str, int, float]]:
+        assert self._read is not None
+        with self._lock:
+            rows = self._read.execute(
+                "SELECT m.client_key, m.room, r.name, m.seq, m.ts FROM messages m "
+                "JOIN rooms r ON r.room = m.room WHERE m.client_key IS NOT NULL AND m.ts >= ?",
+                (since,),
+            ).fetchall()
+        return {key: (room, name, seq, ts) for key, room, name, seq, ts in rows}
+
+    def page(
+        self, room: str, *, before: int | None = None, after: int | None = None, limit: int
+    ) -> Page:
+        """With ``after``: the oldest ``limit`` messages with seq > after (and < before, if
+        given); otherwise the newest ``limit`` with seq < before (or the newest of all).
+        Records come oldest first; ``more`` says whether the range holds more beyond them."""
+        assert self._read is not None
+        with self._lock:
+            return self._page(self._read, room, before, after, limit)
+
+    @staticmethod
+    def _page(
+        db: sqlite3.Connection, room: str, before: int | None, after: int | None, limit: int
+    ) -> Page:
+        hi = before if before is not None else 2**62
+        cols = "SELECT room, seq, sender, text, ts, action, client_key FROM messages "
+        if after is not None:
+            rows = db.execute(
+                cols + "WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?",
+                (room, after, hi, limit + 1),
+            ).fetchall()
+            more = len(rows) > limit
+            rows = rows[:limit]
+        else:
+            rows = db.execute(
+                cols + "WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?", (room, hi, limit + 1)
+            ).fetchall()
+            more = len(rows) > limit
+            rows = rows[:limit][::-1]
+        first = db.execute("SELECT min(seq) FROM messages WHERE room = ?", (room,)).fetchone()[0]
+        name_row = db.execute("SELECT name FROM rooms WHERE room = ?", (room,)).fetchone()
+        name = name_row[0] if name_row else room
+        return Page(
+            [Record(r, name, s, snd, t, ts, bool(a), ck) for r, s, snd, t, ts, a, ck in rows],
+            more,
+            first or 0,
+        )
+
+    def export(self, room: str, since: float | None = None) -> Iterable[Record]:
+        """Every stored message of a room (by key), oldest first, from ``since`` (Unix s)."""
+        after = 0
+        while True:
+            page = self.page(room, after=after, limit=1_000)
+            for r in page.records:
+                if since is None or r.ts >= since:
+                    yield r
+            if not page.more:
+                return
+            after = page.records[-1].seq
+
+    # ------------------------------------------------------------------ writes
+
+    def submit(self, record: Record, token: Any) -> None:
+        if self._failed is not None:
+            raise RuntimeError(f"the history store failed: {self._failed}")
+        self._queue.put((record, token))
+
+    def _writer(self) -> None:
+        db = self._write
+        assert db is not None
+        q = self._queue
+        since_prune = 0
+        last_prune = time.monotonic()
+        stopping = False
+        while not stopping:
+            item = q.get()
+            batch: list[tuple[Record, Any]] = []
+            if item is _STOP:
+                stopping = True
+            else:
+                batch.append(item)
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    continue
+                batch.append(item)
+            if not batch:
+                continue
+            try:
+                with self._lock:
+                    self._commit(db, [r for r, _ in batch])
+            except sqlite3.Error as exc:  # the disk is full or gone: stop acknowledging
+                log.error("history write failed, messages are no longer acknowledged: %s", exc)
+                self._failed = exc
+                return
+            self.commits += 1
+            self.committed += len(batch)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
+                self._call(self._on_commit, batch)
+            since_prune += len(batch)
+            if since_prune >= 1_000 or time.monotonic() - last_prune > 60:
+                with self._lock:
+                    self._prune(db)
+                since_prune, last_prune = 0, time.monotonic()
+
+    @staticmethod
+    def _commit(db: sqlite3.Connection, records: Sequence[Record]) -> None:
+        last: dict[str, tuple[str, int]] = {}
+        for r in records:
+            last[r.room] = (r.name, r.seq)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO messages (room, seq, sender, text, ts, action, client_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.room, r.seq, r.sender, r.text, r.ts, int(r.action), r.client_key)
+                    for r in records
+                ],
+            )
+            db.executemany(
+                "INSERT INTO rooms (room, name, last_seq) VALUES (?, ?, ?) "
+                "ON CONFLICT (room) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+                [(room, name, seq) for room, (name, seq) in last.items()],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+
+    def _prune(self, db: sqlite3.Connection) -> None:
+        """Retention: keep at most history_max messages per room, none older than history_days."""
+        try:
+            if self.history_days is not None:
+                db.execute(
+                    "DELETE FROM messages WHERE ts < ?", (time.time() - self.history_days * 86400,)
+                )
+            if self.history_max is not None:
+                rooms = db.execute("SELECT room, last_seq FROM rooms").fetchall()
+                db.executemany(
+                    "DELETE FROM messages WHERE room = ? AND seq <= ?",
+                    [
+                        (room, last - self.history_max)
+                        for room, last in rooms
+                        if last > self.history_max
+                    ],
+                )
+        except sqlite3.Error as exc:
+            log.warning("history retention failed: %s", exc)
+
+    def prune_now(self) -> None:
+        """Apply retention at once (from the loop thread, for tests and the CLI)."""
+        assert self._read is not None
+        with self._lock:
+            self._prune(self._read)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+        for conn in (self._write, self._read):
+            if conn is not None:
+                conn.close()
+        self._write = self._read = None
