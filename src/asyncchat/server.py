@@ -85,9 +85,9 @@ class Connection:
     # ------------------------------------------------------------------ Sink
 
     def write(self, data: bytes) -> bool:
-        if self.closed:
-            return True
         transport = self.transport
+        if self.closed or transport.is_closing():
+            return True  # the peer is gone (uvloop raises on a write now): _finish removes it
         if transport.get_write_buffer_size() + len(data) > self.max_outbox:
             return False
         transport.write(data)
