@@ -4,10 +4,12 @@ lost, seq never repeats, and a client that comes back misses nothing."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -266,6 +268,12 @@ async def test_dead_connection_name_is_reclaimed(hserver: ChatServer) -> None:
 # ---------------------------------------------------------------- kill -9 and restart
 
 
+def _die_with_parent() -> None:
+    """In the child: if the test process dies (a killed run), take the server with it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _spawn(db: Path, durability: str = "process") -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
         [
@@ -289,6 +297,7 @@ def _spawn(db: Path, durability: str = "process") -> tuple[subprocess.Popen[str]
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
+        preexec_fn=_die_with_parent,
     )
     assert proc.stderr is not None
     for _ in range(50):
@@ -469,3 +478,34 @@ async def test_no_ack_and_no_fan_out_before_the_message_is_stored(tmp_path: Path
         ack = await a.recv_match(type="ack")
         assert (await b.recv_match(type="message"))["seq"] == ack["seq"]
         assert [r.text for r in store.export("lobby")] == ["held"]
+
+
+class _FailingStore(SQLiteStore):
+    """A real SQLite store whose disk 'fails' once ``broken`` is set."""
+
+    broken = False
+
+    def _commit(self, db: Any, records: Any) -> None:  # type: ignore[override]
+        if self.broken:
+            raise sqlite3.OperationalError("disk I/O error")
+        super()._commit(db, records)
+
+
+async def test_a_failed_store_refuses_messages_instead_of_hanging(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """When the disk fails, the error is logged and new messages are refused with
+    history_unavailable: nothing is acknowledged that was not stored."""
+    store = _FailingStore(str(tmp_path / "f.db"))
+    async with ChatServer("127.0.0.1", 0, store=store) as server:
+        a = await _raw(server, "alice")
+        await _until_end(a)
+        store.broken = True
+        a.send({"type": "say", "room": "lobby", "text": "lost?", "id": 1})
+        async with asyncio.timeout(WAIT):
+            while store.failed is None:
+                await asyncio.sleep(0.01)
+        a.send({"type": "say", "room": "lobby", "text": "refused", "id": 2})
+        err = await a.recv_match(type="error")
+        assert (err["code"], err["ref"]) == ("history_unavailable", 2)
+        assert "history write failed" in caplog.text
+        with pytest.raises(TimeoutError):
+            await a.recv_match(type="ack", timeout=0.2)

@@ -9,6 +9,8 @@
     ├── ServerError                the server answered one of our requests with an ``error``
     │                              frame (client side); carries the same ``code``
     ├── ConnectionClosed           the connection is gone (client side); ``reason`` says why
+    ├── StoreError                 the history store cannot store messages any more (disk
+    │                              full or gone): the server refuses to acknowledge new ones
     └── ConfigError                local misuse: a bad limit, option or argument (never the
                                    peer's fault; a ``ValueError`` too)
 
@@ -28,6 +30,7 @@ __all__ = [
     "ErrorCode",
     "ProtocolError",
     "ServerError",
+    "StoreError",
 ]
 
 
@@ -127,6 +130,10 @@ class ConnectionClosed(ChatError):
     def __init__(self, reason: str = "connection closed") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class StoreError(ChatError):
+    """The history store failed; nothing more can be stored (and so acknowledged)."""
 
 
 class ConfigError(ChatError, ValueError):

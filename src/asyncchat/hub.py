@@ -405,6 +405,13 @@ class Hub:
                     return 0
                 self.send(m, _ack(seen[0], seen[1], seen[2], ref))
                 return seen[1]
+        store = self.store
+        if store is not None and store.failed is not None:
+            raise ProtocolError(
+                ErrorCode.HISTORY_UNAVAILABLE,
+                "the server cannot store messages now: not posted",
+                ref=ref,
+            )
         seq = room.seq = room.seq + 1
         ts = self.clock()
         msg: dict[str, Any] = {
@@ -419,9 +426,9 @@ class Hub:
             msg["action"] = True
         frame = encode(msg)
         ack = _ack(room.name, seq, ts, ref)
-        if self.store is not None:
+        if store is not None:
             rec = Record(room.key, room.name, seq, m.name, text, ts, action, ckey)
-            self.store.submit(rec, (frame, m, ack))
+            store.submit(rec, (frame, m, ack))
             if ckey is not None:
                 self._remember(ckey, [])
             return seq
