@@ -306,7 +306,7 @@ class ChatServer:
         )
         if self.store is not None:  # no await since the bind: nobody is served without it
             try:
-                self.store.open(self.hub.committed, loop.call_soon_threadsafe)
+                self.store.open(self.hub.committed, loop.call_soon, loop.call_soon_threadsafe)
                 self.hub.attach_store(self.store)
             except BaseException:
                 self._server.close()

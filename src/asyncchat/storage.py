@@ -1,10 +1,12 @@
 """The history store: SQLite by default, behind the small :class:`HistoryStore` interface.
 
-Writes go through one writer thread that owns its own connection: :meth:`SQLiteStore.submit`
-queues a record, and the thread commits everything queued so far in one transaction (group
-commit: while one transaction commits, the next batch gathers), then reports the committed batch
-to the event loop with ``call_soon_threadsafe``. A room message is fanned out and acknowledged
-only then, so an acknowledged message is in the database.
+Writes go through one writer thread that owns its own connection. :meth:`SQLiteStore.submit`
+appends a record to a list on the event loop's thread; while the writer is idle, the list is
+handed over once per loop iteration; while it commits, the next batch gathers (group commit with
+no timer: the busier the server, the bigger the batches). The thread reports each committed
+batch back with ``call_soon_threadsafe``, and only then is a room message fanned out and
+acknowledged, so an acknowledged message is in the database. There is one cross-thread wake-up
+per commit, never one per message: the GIL stays with the event loop.
 
 Reads are small indexed range queries, one bounded page at a time, on a second connection used
 from the event loop's thread; in WAL mode they never wait on the writer.
@@ -126,6 +128,7 @@ class HistoryStore(Protocol):
     def open(
         self,
         on_commit: Callable[[list[tuple[Record, Any]]], None],
+        call_soon: Callable[..., Any],
         call_soon_threadsafe: Callable[..., Any],
     ) -> None:
         """Open the store; committed batches are reported through ``on_commit`` on the loop."""
@@ -183,6 +186,11 @@ class SQLiteStore:
         self.history_days = history_days
         self.synchronous = "NORMAL" if durability == "process" else "FULL"
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # The loop-thread side of the handoff: records not yet given to the writer, whether it
+        # is committing a batch now, and whether a handoff is scheduled for this iteration.
+        self._pending: list[tuple[Record, Any]] = []
+        self._busy = False
+        self._scheduled = False
         self._thread: threading.Thread | None = None
         self._read: sqlite3.Connection | None = None
         self._write: sqlite3.Connection | None = None
@@ -206,6 +214,7 @@ class SQLiteStore:
     def open(
         self,
         on_commit: Callable[[list[tuple[Record, Any]]], None],
+        call_soon: Callable[..., Any],
         call_soon_threadsafe: Callable[..., Any],
     ) -> None:
         if not self.memory:
@@ -225,6 +234,7 @@ class SQLiteStore:
         # of its own, which WAL lets read while the writer commits.
         self._read = write if self.memory else self._connect()
         self._on_commit = on_commit
+        self._call_soon = call_soon
         self._call = call_soon_threadsafe
         self._thread = threading.Thread(target=self._writer, name="asyncchat-history", daemon=True)
         self._thread.start()
@@ -341,36 +351,40 @@ class SQLiteStore:
         return self._failed
 
     def submit(self, record: Record, token: Any) -> None:
-        """Queue ``record``; raises ``StoreError`` once the store has failed."""
+        """Queue ``record`` (on the loop's thread); raises ``StoreError`` once the store has
+        failed."""
         if self._failed is not None:
             raise StoreError(f"the history store failed: {self._failed}")
-        self._queue.put((record, token))
+        self._pending.append((record, token))
+        if not self._busy and not self._scheduled:
+            self._scheduled = True
+            self._call_soon(self._handoff)
+
+    def _handoff(self) -> None:
+        self._scheduled = False
+        if self._busy or not self._pending:
+            return
+        batch = self._pending[:MAX_BATCH]
+        del self._pending[:MAX_BATCH]
+        self._busy = True
+        self._queue.put(batch)
+
+    def _committed(self, batch: list[tuple[Record, Any]]) -> None:
+        """On the loop's thread: the writer finished ``batch``; hand it the next one."""
+        self._busy = False
+        if self._pending:
+            self._handoff()
+        self._on_commit(batch)
 
     def _writer(self) -> None:
         db = self._write
         assert db is not None
-        q = self._queue
         since_prune = 0
         last_prune = time.monotonic()
-        stopping = False
-        while not stopping:
-            item = q.get()
-            batch: list[tuple[Record, Any]] = []
-            if item is _STOP:
-                stopping = True
-            else:
-                batch.append(item)
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = q.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    continue
-                batch.append(item)
-            if not batch:
-                continue
+        while True:
+            batch = self._queue.get()
+            if batch is _STOP:
+                return
             try:
                 with self._lock:
                     self._commit(db, [r for r, _ in batch])
@@ -385,7 +399,7 @@ class SQLiteStore:
             self.commits += 1
             self.committed += len(batch)
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
-                self._call(self._on_commit, batch)
+                self._call(self._committed, batch)
             since_prune += len(batch)
             if since_prune >= 1_000 or time.monotonic() - last_prune > 60:
                 with self._lock:
@@ -446,7 +460,12 @@ class SQLiteStore:
             self._prune(self._read)
 
     def close(self) -> None:
+        """Commit what is still pending (stored, though no longer acknowledged) and close. Call
+        it on the loop's thread."""
         if self._thread is not None:
+            if self._pending and self._failed is None:
+                self._queue.put(self._pending)
+                self._pending = []
             self._queue.put(_STOP)
             self._thread.join()
             self._thread = None
