@@ -6,7 +6,7 @@ The embedding API: :func:`run_server` and :class:`ChatServer` serve; :func:`conn
 
 from __future__ import annotations
 
-from .client import Client, connect
+from .client import Client, HistoryPage, Reconnected, Reconnecting, connect
 from .errors import ChatError, ConfigError, ConnectionClosed, ErrorCode, ProtocolError, ServerError
 from .events import (
     Ack,
@@ -36,11 +36,14 @@ __all__ = [
     "DirectMessage",
     "Error",
     "ErrorCode",
+    "HistoryPage",
     "Joined",
     "Left",
     "Limits",
     "Message",
     "ProtocolError",
+    "Reconnected",
+    "Reconnecting",
     "Renamed",
     "RoomInfo",
     "ServerError",

@@ -27,7 +27,7 @@ from .errors import ChatError, ConfigError, ConnectionClosed, ProtocolError, Ser
 from .limits import Limits
 from .server import ChatServer
 from .storage import DEFAULT_DB_PATH, SQLiteStore, default_db_path
-from .tui import escape, run_terminal
+from .tui import DEFAULT_GIVE_UP, escape, run_terminal
 from .validation import name_key
 
 __all__ = ["main", "run"]
@@ -202,7 +202,8 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="join a chat as NAME",
         description="Join a chat. In a terminal, type to talk (/help); with "
-        "piped stdin each line is sent and the client exits at EOF.",
+        "piped stdin each line is sent and the client exits at EOF. A lost connection is "
+        "reconnected by itself, and what was missed meanwhile is shown.",
     )
     join.add_argument("--name", required=True, help="your name (1-32 characters, no spaces)")
     join.add_argument(
@@ -211,6 +212,19 @@ def _parser() -> argparse.ArgumentParser:
         dest="rooms",
         metavar="ROOM",
         help="room to join (repeatable; default: lobby)",
+    )
+    join.add_argument(
+        "--no-reconnect",
+        action="store_true",
+        help="exit when the connection is lost instead of reconnecting by itself",
+    )
+    join.add_argument(
+        "--give-up",
+        type=_positive(float),
+        default=DEFAULT_GIVE_UP,
+        metavar="SECONDS",
+        help="stop reconnecting and exit 1 after this long without a connection "
+        "(default: %(default)g)",
     )
     return parser
 
@@ -348,7 +362,14 @@ async def _serve(args: argparse.Namespace) -> int:
 
 async def _join(args: argparse.Namespace) -> int:
     try:
-        return await run_terminal(args.host, args.port, args.name, args.rooms)
+        return await run_terminal(
+            args.host,
+            args.port,
+            args.name,
+            args.rooms,
+            reconnect=not args.no_reconnect,
+            give_up=args.give_up,
+        )
     except ServerError as exc:
         print(
             f"asyncchat: the server refused to let you in: {exc.code}: {exc.message}",

@@ -115,6 +115,8 @@ class Hub:
         self._dirty_rooms: list[Room] = []
         self._dirty_members: list[Member] = []
         self.store: HistoryStore | None = None
+        #: Messages are logged at DEBUG; whether that is on is looked up once, not per message.
+        self._debug = log.isEnabledFor(logging.DEBUG)
         #: The last seq of rooms that do not exist now, so that a room never repeats one.
         self._last_seq: dict[str, int] = {}
         #: Idempotency: client key -> (room name, seq, ts) once stored, or the list of
@@ -437,7 +439,8 @@ class Hub:
         self.send(m, ack)
         if ckey is not None:
             self._remember(ckey, (room.name, seq, ts))
-        log.debug("%s said in %s (#%d)", m.name, room.name, seq)
+        if self._debug:
+            log.debug("%s said in %s (#%d)", m.name, room.name, seq)
         return seq
 
     def _remember(
@@ -470,7 +473,8 @@ class Hub:
                 if isinstance(waiting, list):
                     for other, ref in waiting:
                         self.send(other, _ack(rec.name, rec.seq, rec.ts, ref))
-            log.debug("%s said in %s (#%d)", rec.sender, rec.name, rec.seq)
+            if self._debug:
+                log.debug("%s said in %s (#%d)", rec.sender, rec.name, rec.seq)
 
     def announce(self, room_name: str, text: str, *, action: bool = False) -> int:
         """Post ``text`` to a room as the server (sender ``*server``); returns its ``seq``.

@@ -167,8 +167,18 @@ class Session:
         ):
             # Let the event parser produce the precise message (it raises bad_request).
             parse_client(obj)
-        self._check_text(text, ref)  # type: ignore[arg-type]
-        self._rate(ref)
+        # The common case checked inline; the helpers raise the precise error otherwise.
+        if not 0 < len(text) <= self._max_text or "\x00" in text:  # type: ignore[arg-type]
+            self._check_text(text, ref)  # type: ignore[arg-type]
+        bucket = self._bucket
+        now = bucket.clock()
+        tokens = bucket.tokens + (now - bucket.stamp) * bucket.rate
+        if tokens >= 1.0:
+            bucket.tokens = min(bucket.burst, tokens) - 1.0
+            bucket.stamp = now
+            self._violations = 0
+        else:
+            self._rate(ref)
         self.hub.say(m, room, text, ref, bool(action))  # type: ignore[arg-type]
 
     def _check_text(self, text: str, ref: Any) -> None:

@@ -4,6 +4,10 @@ In a terminal, prompt_toolkit's ``prompt_async`` under ``patch_stdout`` keeps th
 intact while incoming messages print above it. With piped stdin, each line is sent in order and
 the client exits 0 at EOF once every line was acknowledged (1 if any was refused). Everything
 peers send is escaped before it is printed.
+
+By default the client reconnects by itself: one line says the connection was lost, one that it
+is back and how many messages it missed (they are shown, replayed, just before). Lines typed
+meanwhile are sent once it is back. After ``give_up`` seconds without a connection it exits 1.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TextIO
 
-from .client import Client, connect
-from .errors import ServerError
+from .client import Client, Reconnected, Reconnecting, StreamEvent, connect
+from .errors import ConnectionClosed, ServerError
 from .events import (
     Ack,
     Bye,
@@ -32,7 +36,12 @@ from .events import (
 )
 from .hub import LOBBY
 
-__all__ = ["HELP", "Terminal", "escape", "format_event", "run_terminal"]
+__all__ = ["DEFAULT_GIVE_UP", "HELP", "Terminal", "escape", "format_event", "run_terminal"]
+
+#: Seconds without a connection after which the terminal client stops reconnecting: long
+#: enough for a server restart or a network blip, short enough that a person waiting at a
+#: dead chat is told so.
+DEFAULT_GIVE_UP = 60.0
 
 HELP = """\
 commands:
@@ -114,15 +123,29 @@ class Terminal:
         self.refused = 0
         #: Set by /quit: the reason to give the server (may be empty).
         self.quit_reason: str | None = None
+        self._away = False
 
-    def show(self, event: ServerEvent) -> None:
-        if isinstance(event, Ack | WhoReply) or (
-            isinstance(event, Error) and event.ref is not None
-        ):
-            return  # answers to our own requests are shown by the command that made them
-        line = format_event(event, self.client.name)
-        if line is not None:
-            self.out(line)
+    def show(self, event: StreamEvent) -> None:
+        match event:
+            case Reconnecting(reason=reason):
+                if not self._away:  # one line per loss, not one per attempt
+                    self._away = True
+                    self.out(f"-- connection lost ({escape(reason)}); reconnecting…")
+                return
+            case Reconnected(missed=missed, truncated=truncated):
+                self._away = False
+                self.out(_back(missed, truncated))
+                return
+            case Bye(reason=reason) if self.client.reconnect and reason != "kicked":
+                return  # the connection-lost line that follows says it
+            case Ack() | WhoReply():
+                return  # answers to our own requests are shown by the command that made them
+            case Error(ref=ref) if ref is not None:
+                return  # likewise
+            case _:
+                line = format_event(event, self.client.name)
+                if line is not None:
+                    self.out(line)
 
     async def receive(self) -> str:
         """Show events until the connection closes; returns why it closed."""
@@ -195,6 +218,15 @@ class Terminal:
         return True
 
 
+def _back(missed: int, truncated: bool) -> str:
+    n = f"{missed} missed message{'' if missed == 1 else 's'}"
+    if truncated:
+        if missed:
+            return f"-- back, {n}; older ones were not kept"
+        return "-- back; messages sent meanwhile were not kept"
+    return f"-- back, {n}" if missed else "-- back, nothing missed"
+
+
 class _Usage(Exception):
     """A command typed wrongly; the message is the usage line."""
 
@@ -245,14 +277,18 @@ async def _until_quit(
     client: Client, term: Terminal, lines: asyncio.Task[bool], *, piped: bool
 ) -> int:
     """Run the receiver beside ``lines`` (the user's input, True when the user is done). The
-    user quitting is exit 0 (1 in piped mode if a line was refused); the server going away is 1.
-    The client is closed here, outside both tasks, so that neither cancels the other mid-close."""
+    user quitting is exit 0 (1 in piped mode if a line was refused); the server going away for
+    good is 1. The client is closed here, outside both tasks, so that neither cancels the other
+    mid-close."""
     receiver = asyncio.create_task(term.receive())
     await _race(lines, receiver)
     if lines.done() and not lines.cancelled():
-        lines.result()  # an unexpected error in the input loop propagates
-        await client.close(term.quit_reason or None)
-        return 1 if piped and term.refused else 0
+        exc = lines.exception()
+        if exc is None:
+            await client.close(term.quit_reason or None)
+            return 1 if piped and term.refused else 0
+        if not isinstance(exc, ConnectionClosed):
+            raise exc  # an unexpected error in the input loop propagates
     _print(f"!! disconnected: {client.close_reason}")
     return 1
 
@@ -287,14 +323,24 @@ async def _interactive(client: Client, term: Terminal) -> int:
 
 
 async def run_terminal(
-    host: str, port: int, name: str, rooms: list[str] | None, stdin: TextIO | None = None
+    host: str,
+    port: int,
+    name: str,
+    rooms: list[str] | None,
+    stdin: TextIO | None = None,
+    *,
+    reconnect: bool = True,
+    give_up: float | None = DEFAULT_GIVE_UP,
 ) -> int:
     """Run the terminal client until the user quits (0), stdin ends with every line accepted (0)
-    or the server goes away (1). Raises ``ConnectionClosed`` or ``ServerError`` when it cannot
-    join at all."""
+    or the server goes away for good (1): at once without ``reconnect``, else after ``give_up``
+    seconds without a connection (None: never). Raises ``ConnectionClosed`` or ``ServerError``
+    when it cannot join at all."""
     stdin = stdin or sys.stdin
     tty = stdin.isatty()
-    async with connect(host, port, name=name, rooms=rooms) as client:
+    async with connect(
+        host, port, name=name, rooms=rooms, reconnect=reconnect, give_up=give_up
+    ) as client:
         first = next(iter(client.welcome.rooms), LOBBY) if client.welcome else LOBBY
         term = Terminal(client, _print, first)
         if client.welcome is not None:
