@@ -69,12 +69,15 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 BASELINES = HERE / "baselines"
 
-SYSTEMS = ("asyncchat", "redis", "nats", "select", "thread")
+SYSTEMS = ("asyncchat", "redis", "nats", "select", "thread", "asyncchat-nohist")
+#: asyncchat with --no-history, in the same run: its column in the ratio tables is the ratio of
+#: history on (--history, default file) to history off. Not run unless asked for by name.
+DEFAULT_SYSTEMS = ("asyncchat", "redis", "nats", "select", "thread")
 WORKLOADS = ("fanout", "latency", "idle")
 #: Systems where a sender is a room member and receives the other senders' messages.
-CHATLIKE = {"asyncchat", "select", "thread"}
+CHATLIKE = {"asyncchat", "asyncchat-nohist", "select", "thread"}
 #: Systems whose server process runs on one core (the limit test compares with 100% of a core).
-SINGLE_THREADED = {"asyncchat", "redis", "select", "thread"}
+SINGLE_THREADED = {"asyncchat", "asyncchat-nohist", "redis", "select", "thread"}
 
 ROOM = "lobby"
 CHANNEL = b"bench"
@@ -613,6 +616,7 @@ class TextbookClient(Client):
 
 CLIENTS: dict[str, type[Client]] = {
     "asyncchat": ChatClient,
+    "asyncchat-nohist": ChatClient,
     "redis": RedisClient,
     "nats": NatsClient,
     "select": TextbookClient,
@@ -842,7 +846,7 @@ class Server:
         self.host = "127.0.0.1"
         p = str(self.port)
         maxconn = max(10_000, idle + 1_000)
-        if system == "asyncchat":
+        if system.startswith("asyncchat"):
             cmd = [sys.executable, "-m", "asyncchat", "serve", "--host", self.host, "--port", p,
                    "--log-level", "warning", "--loop", args.loop,
                    "--rate", "1000000", "--burst", "1000000", "--max-outbox", "67108864",
@@ -850,10 +854,11 @@ class Server:
             if keepalive_off:
                 cmd += ["--ping-interval", "3600", "--ping-timeout", "3600"]
             flags = serve_flags()
+            history = "off" if system == "asyncchat-nohist" else args.history
             if "--db" in flags:  # a server with history: never the user's own database
-                if args.history == "off":
+                if history == "off":
                     cmd += ["--no-history"]
-                elif args.history == "memory":
+                elif history == "memory":
                     cmd += ["--db", ":memory:"]
                 else:
                     self.tmpdir = tempfile.mkdtemp(prefix="asyncchat-bench-")
@@ -1261,7 +1266,7 @@ def _warmup_client(system: str, server: Server) -> None:
     """One client, handshaken and gone, so lazy first-connection allocations are in 'before'."""
     with socket.create_connection((server.host, server.port), timeout=5) as s:
         s.settimeout(5)
-        if system == "asyncchat":
+        if system.startswith("asyncchat"):
             p = json.dumps({"type": "hello", "name": "warmup", "version": 1}).encode()
             s.sendall(U32.pack(len(p)) + p)
             data = b""
@@ -1618,9 +1623,12 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("what to run")
     g.add_argument("--workload", type=_csv(str, WORKLOADS), default=list(WORKLOADS),
                    metavar="LIST", help="comma-separated: fanout,latency,idle (default: all)")
-    g.add_argument("--systems", type=_csv(str, SYSTEMS), default=list(SYSTEMS), metavar="LIST",
+    g.add_argument("--systems", type=_csv(str, SYSTEMS), default=list(DEFAULT_SYSTEMS),
+                   metavar="LIST",
                    help="comma-separated: asyncchat,redis,nats,select,thread (default: all; a "
-                   "peer whose binary is not installed is skipped and said so)")
+                   "peer whose binary is not installed is skipped and said so), and "
+                   "asyncchat-nohist: asyncchat with --no-history in the same run, whose ratio "
+                   "column is then history on vs off")
     g.add_argument("--sizes", type=_csv(int), default=[10, 100, 1000], metavar="LIST",
                    help="fanout room sizes N (default: 10,100,1000)")
     g.add_argument("--senders", type=int, default=4, help="senders S (default: %(default)s)")
@@ -1684,7 +1692,7 @@ def parser() -> argparse.ArgumentParser:
 
 def available(system: str) -> str | None:
     """None when the system can run here, else why not."""
-    if system == "asyncchat":
+    if system.startswith("asyncchat"):
         return None if importlib.util.find_spec("asyncchat") else \
             f"asyncchat is not importable by {sys.executable}"
     if system == "redis":
@@ -1697,7 +1705,7 @@ def available(system: str) -> str | None:
 
 def _version(system: str) -> str:
     try:
-        if system == "asyncchat":
+        if system.startswith("asyncchat"):
             out = subprocess.run([sys.executable, "-m", "asyncchat", "--version"],
                                  capture_output=True, text=True, timeout=10).stdout
         elif system == "redis":
