@@ -509,3 +509,107 @@ async def test_a_failed_store_refuses_messages_instead_of_hanging(tmp_path: Path
         assert "history write failed" in caplog.text
         with pytest.raises(TimeoutError):
             await a.recv_match(type="ack", timeout=0.2)
+
+
+class _LateFanOutStore(SQLiteStore):
+    """A real store whose commits reach the database, but whose report to the hub (and so the
+    fan-out) waits while ``hold`` is set."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.hold = False
+        self.held: list[Any] = []
+
+    def _committed(self, batch: Any) -> None:
+        if self.hold:
+            self.held.append(batch)
+        else:
+            super()._committed(batch)
+
+    def release(self) -> None:
+        self.hold = False
+        for batch in self.held:
+            super()._committed(batch)
+        self.held.clear()
+
+
+async def test_a_stored_message_not_yet_fanned_out_is_not_replayed_too(tmp_path: Path) -> None:
+    """A client joining while a message is in the database but not yet fanned out gets it live,
+    once: replay stops at what was fanned out."""
+    store = _LateFanOutStore(str(tmp_path / "l.db"))
+    async with ChatServer("127.0.0.1", 0, store=store) as server:
+        a = await _raw(server, "alice")
+        await _until_end(a)
+        await _post(a, 2, "early")
+        store.hold = True
+        a.send({"type": "say", "room": "lobby", "text": "in the window", "id": "w"})
+        async with asyncio.timeout(WAIT):
+            while not store.held:
+                await asyncio.sleep(0.01)
+        b = await _raw(server, "bob")
+        msgs, _ = await _until_end(b)
+        assert [m["seq"] for m in msgs] == [1, 2]
+        store.release()
+        live = await b.recv_match(type="message")
+        assert (live["seq"], live["text"], live.get("history")) == (3, "in the window", None)
+        b.send({"type": "ping"})
+        rest = []
+        while (f := await b.recv())["type"] != "pong":
+            rest.append(f)
+        assert not [f for f in rest if f["type"] == "message"]
+
+
+async def test_quit_right_after_say_still_gets_the_ack(hserver: ChatServer) -> None:
+    """With history, a say and a quit in one write: the ack still comes before the close, and
+    the others see the message before the left."""
+    a = await _raw(hserver, "alice")
+    await _until_end(a)
+    b = await _raw(hserver, "bob")
+    await _until_end(b)
+    a.send({"type": "say", "room": "lobby", "text": "last words", "id": 1})
+    a.send({"type": "quit"})
+    frames = await a.expect_closed()
+    assert [f["ref"] for f in frames if f["type"] == "ack"] == [1]
+    seen = [await b.recv() for _ in range(2)]
+    assert [(f["type"], f.get("text") or f.get("reason")) for f in seen] == [
+        ("message", "last words"), ("left", "quit")]
+
+
+async def test_same_id_in_another_room_is_another_message(hserver: ChatServer) -> None:
+    """Idempotency is per room: an id reused in another room posts a new message."""
+    a = await _raw(hserver, "alice", rooms=["lobby", "dev"])
+    await _until_end(a)
+    await _until_end(a, "dev")
+    a.send({"type": "say", "room": "lobby", "text": "one", "id": "same"})
+    a.send({"type": "say", "room": "dev", "text": "two", "id": "same"})
+    acks = [await a.recv_match(type="ack") for _ in range(2)]
+    assert [(x["room"], x["seq"]) for x in acks] == [("lobby", 1), ("dev", 1)]
+
+
+async def test_resume_past_the_servers_history_says_reset(tmp_path: Path) -> None:
+    """A client that saw seqs this history never had (the server lost its history) gets the
+    room from the start, and history_end says reset."""
+    async with ChatServer("127.0.0.1", 0, db=":memory:", **NO_FLOOD) as server:
+        a = await _raw(server, "alice")
+        await _until_end(a)
+        await _post(a, 3, "new")
+        c = await _raw(server, "bob", resume={"lobby": 500})
+        msgs, end = await _until_end(c)
+        assert [m["seq"] for m in msgs] == [1, 2, 3]
+        assert end == {"type": "history_end", "room": "lobby", "more": False, "reset": True}
+
+
+async def test_truncated_when_retention_removed_everything(tmp_path: Path) -> None:
+    """When every message of a room has expired, a join replay says truncated."""
+    async with ChatServer("127.0.0.1", 0, db=str(tmp_path / "d.db"), history_days=1e-5,
+                          **NO_FLOOD) as server:  # about a second
+        a = await _raw(server, "alice")
+        await _until_end(a)
+        await _post(a, 3, "old")
+        await asyncio.sleep(1.2)
+        assert server.store is not None
+        server.store.prune_now()  # type: ignore[attr-defined]
+        c = await _raw(server, "bob")
+        msgs, end = await _until_end(c)
+        assert msgs == [] and end == {"type": "history_end", "room": "lobby", "more": False,
+                                      "truncated": True}

@@ -61,7 +61,7 @@ class Sink(Protocol):
 class Member:
     """A connected, named client."""
 
-    __slots__ = ("_out", "_shared", "alive", "key", "name", "rooms", "sink", "write")
+    __slots__ = ("_out", "_shared", "alive", "inflight", "key", "name", "rooms", "sink", "write")
 
     def __init__(self, name: str, sink: Sink) -> None:
         self.name = name
@@ -71,6 +71,8 @@ class Member:
         #: The rooms this member is in, by room key.
         self.rooms: dict[str, Room] = {}
         self.alive = True
+        #: Messages of this member being stored, whose ack is still to come.
+        self.inflight = 0
         self._out: list[bytes] | None = None
         self._shared: Room | None = None
 
@@ -397,16 +399,6 @@ class Hub:
         room = m.rooms.get(room_name) or m.rooms.get(name_key(room_name))
         if room is None:
             raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you are not in {room_name!r}", ref=ref)
-        ckey = None
-        if ref is not None:
-            ckey = f"{m.key}\x1f{ref!r}"
-            seen = self._recent.get(ckey)
-            if seen is not None:
-                if isinstance(seen, list):
-                    seen.append((m, ref))  # the first copy is being stored: ack both then
-                    return 0
-                self.send(m, _ack(seen[0], seen[1], seen[2], ref))
-                return seen[1]
         store = self.store
         if store is not None and store.failed is not None:
             raise ProtocolError(
@@ -414,6 +406,16 @@ class Hub:
                 "the server cannot store messages now: not posted",
                 ref=ref,
             )
+        ckey = None
+        if ref is not None:
+            ckey = f"{m.key}\x1f{room.key}\x1f{ref!r}"
+            seen = self._recent.get(ckey)
+            if seen is not None:
+                if isinstance(seen, list):
+                    seen.append((m, ref))  # the first copy is being stored: ack both then
+                    return 0
+                self.send(m, _ack(seen[0], seen[1], seen[2], ref))
+                return seen[1]
         seq = room.seq = room.seq + 1
         ts = self.clock()
         msg: dict[str, Any] = {
@@ -431,6 +433,7 @@ class Hub:
         if store is not None:
             rec = Record(room.key, room.name, seq, m.name, text, ts, action, ckey)
             store.submit(rec, (frame, m, ack))
+            m.inflight += 1
             if ckey is not None:
                 self._remember(ckey, [])
             return seq
@@ -466,6 +469,7 @@ class Hub:
                 room.committed = rec.seq
                 self.broadcast(room, frame, exclude=m)
             if m is not None:
+                m.inflight -= 1
                 self.send(m, ack)
             if rec.client_key is not None:
                 waiting = self._recent.get(rec.client_key)
@@ -495,6 +499,12 @@ class Hub:
         if action:
             msg["action"] = True
         if self.store is not None:
+            if self.store.failed is not None:
+                room.seq -= 1
+                raise ProtocolError(
+                    ErrorCode.HISTORY_UNAVAILABLE,
+                    "the server cannot store messages now: not posted",
+                )
             rec = Record(room.key, room.name, seq, SERVER_NAME, text, ts, action)
             self.store.submit(rec, (encode(msg), None, b""))
         else:
@@ -516,14 +526,31 @@ class Hub:
                 }
                 self.send(m, encode(end))
             return
+        limits = self.limits
+        reset = resume_after is not None and resume_after > room.committed
+        if reset:  # the client saw seqs this history never had: it was reset; start over
+            resume_after = 0
+        # Only what was fanned out already: a message stored but not yet fanned out comes
+        # live right after, and must not come twice.
+        upto = room.committed + 1
         if resume_after is None:
-            page = store.page(room.key, limit=self.limits.history_on_join)
+            n = min(limits.history_on_join, limits.history_page_max)
+            page = store.page(room.key, before=upto, limit=n)
         else:
-            page = store.page(room.key, after=resume_after, limit=self.limits.history_page_max)
-        self._send_page(m, room, page, after=resume_after, ref=None)
+            page = store.page(
+                room.key, after=resume_after, before=upto, limit=limits.history_page_max
+            )
+        self._send_page(m, room, page, after=resume_after, ref=None, reset=reset)
 
     def _send_page(
-        self, m: Member, room: Room, page: Page, *, after: int | None, ref: Ref | None
+        self,
+        m: Member,
+        room: Room,
+        page: Page,
+        *,
+        after: int | None,
+        ref: Ref | None,
+        reset: bool = False,
     ) -> None:
         for rec in page.records:
             self.send(m, encode(rec.wire()))
@@ -531,9 +558,12 @@ class Hub:
         if after is not None:  # is the first message asked for still kept?
             truncated = room.committed > after and not (0 < page.first_kept <= after + 1)
         else:  # a page back to the oldest kept message, which is not the first ever
-            truncated = not page.more and page.first_kept > 1
+            oldest_gone = page.first_kept > 1 or (page.first_kept == 0 and room.committed > 0)
+            truncated = not page.more and oldest_gone
         if truncated:
             end["truncated"] = True
+        if reset:
+            end["reset"] = True
         if ref is not None:
             end["ref"] = ref
         self.send(m, encode(end))
@@ -559,6 +589,8 @@ class Hub:
             )
         default = self.limits.history_on_join or 50
         n = min(self.limits.history_page_max, default if limit is None else limit)
+        upto = room.committed + 1  # what was fanned out already (see _replay)
+        before = upto if before is None else min(before, upto)
         page = self.store.page(room.key, before=before, after=after, limit=n)
         self._send_page(m, room, page, after=after, ref=ref)
 

@@ -125,6 +125,15 @@ class Connection:
                 return
             while not self.closed and not session.closing:
                 await self._read_frame(limits.max_frame)
+            m = session.member
+            if session.closing and m is not None:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + limits.write_timeout
+                # Polls a counter the hub keeps: an Event per member would cost every
+                # connection memory for what only a quit with messages in flight needs.
+                while m.inflight and m.alive and not self.closed and loop.time() < deadline:  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)  # the acks of messages being stored, then leave
+                self.hub.remove_member(m, "quit")
         except asyncio.IncompleteReadError as exc:
             self.why = "connection lost" + (" mid-frame" if exc.partial else "")
         except ConnectionError as exc:

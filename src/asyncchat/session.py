@@ -148,8 +148,8 @@ class Session:
             case Pong():
                 pass  # any frame proves liveness; the connection layer noted it
             case Quit():
+                # The connection leaves once the acks of messages still being stored went out.
                 self.closing = True
-                self.hub.remove_member(m, "quit")
             case _:
                 raise ProtocolError(
                     ErrorCode.BAD_REQUEST,
@@ -168,7 +168,7 @@ class Session:
             # Let the event parser produce the precise message (it raises bad_request).
             parse_client(obj)
         # The common case checked inline; the helpers raise the precise error otherwise.
-        if not 0 < len(text) <= self._max_text or "\x00" in text:  # type: ignore[arg-type]
+        if not 0 < len(text) <= self._max_text or "\x00" in text:  # type: ignore[arg-type,operator]
             self._check_text(text, ref)  # type: ignore[arg-type]
         bucket = self._bucket
         now = bucket.clock()

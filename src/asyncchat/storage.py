@@ -381,8 +381,16 @@ class SQLiteStore:
         assert db is not None
         since_prune = 0
         last_prune = time.monotonic()
+        with self._lock:
+            self._prune(db)  # retention applies from the start, not from the first message
         while True:
-            batch = self._queue.get()
+            try:
+                batch = self._queue.get(timeout=60)
+            except queue.Empty:  # an idle server still forgets what is too old
+                with self._lock:
+                    self._prune(db)
+                last_prune = time.monotonic()
+                continue
             if batch is _STOP:
                 return
             try:
@@ -424,7 +432,8 @@ class SQLiteStore:
             )
             db.executemany(
                 "INSERT INTO rooms (room, name, last_seq) VALUES (?, ?, ?) "
-                "ON CONFLICT (room) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+                "ON CONFLICT (room) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq), "
+                "name = excluded.name",
                 [(room, name, seq) for room, (name, seq) in last.items()],
             )
             db.execute("COMMIT")
