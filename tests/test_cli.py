@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -569,13 +570,51 @@ def test_piped_quit_exits_0() -> None:
         assert result.returncode == 0, result
 
 
-def test_piped_client_reports_server_killed() -> None:
-    """A piped client whose server dies says it was disconnected and exits non-zero."""
-    with serve() as (server, port), piped_join(port, "bob") as bob:
+def test_piped_client_without_reconnect_reports_server_killed() -> None:
+    """With --no-reconnect, a piped client whose server dies says so and exits non-zero."""
+    with serve() as (server, port), piped_join(port, "bob", "--no-reconnect") as bob:
         server.popen.kill()
         server.wait()
         bob.out.wait_for(r"!! disconnected: ")
         assert bob.wait() != 0
+        assert "reconnecting" not in bob.out.text
+        no_traceback(bob.err.text)
+
+
+def test_piped_client_gives_up_when_the_server_stays_away() -> None:
+    """A piped client says the connection was lost, once, and exits 1 after --give-up."""
+    with serve() as (server, port), piped_join(port, "bob", "--give-up", "0.5") as bob:
+        server.popen.kill()
+        server.wait()
+        bob.out.wait_for(r"-- connection lost \(.+\); reconnecting…\n")
+        bob.out.wait_for(r"!! disconnected: no connection for 0\.5 s, gave up: ")
+        assert bob.wait() == 1
+        assert bob.out.text.count("-- connection lost") == 1, bob.out.text
+        no_traceback(bob.err.text)
+
+
+def test_piped_client_survives_a_server_restart(tmp_path: Path) -> None:
+    """A piped client survives a server restart, says lost and back, and sends what was typed."""
+    db = str(tmp_path / "chat.db")
+    with serve("--db", db) as (server, port), piped_join(port, "bob") as bob:
+        with peer(port, "alice") as alice:
+            alice.send({"type": "say", "room": "lobby", "text": "before", "id": 1})
+            bob.out.wait_for(rf"{CLOCK} #lobby <alice> before\n")
+        server.popen.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+        bob.out.wait_for(r"-- connection lost \(server said bye: shutdown\); reconnecting…\n")
+        bob.write("typed while away\n")
+        with serve("--port", str(port), "--db", db):
+            bob.out.wait_for(r"-- back, nothing missed\n")
+            with peer(port, "carol") as carol:
+                carol.message("typed while away", "bob")
+                carol.send({"type": "say", "room": "lobby", "text": "after", "id": 1})
+                bob.out.wait_for(rf"{CLOCK} #lobby <carol> after\n")
+            bob.close_stdin()
+            assert bob.wait() == 0, bob.out.text + bob.err.text
+        out = bob.out.text
+        assert "!! the server closed the connection" not in out and "disconnected" not in out
+        assert out.count("-- connection lost") == 1 and out.count("-- back") == 1, out
         no_traceback(bob.err.text)
 
 
@@ -652,6 +691,25 @@ def test_interactive_control_characters_are_escaped() -> None:
         bob.wait_screen(r"-- connected to asyncchat/")  # the screen was not cleared
 
 
+def test_interactive_reconnect_keeps_the_half_typed_line(tmp_path: Path) -> None:
+    """In a terminal, a server restart shows lost and back lines; the half-typed line stays."""
+    db = str(tmp_path / "chat.db")
+    with serve("--db", db) as (server, port), interactive_join(port, "bob") as bob:
+        bob.send("half")
+        bob.wait_prompt("#lobby> half")
+        server.popen.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+        bob.wait_screen(r"^-- connection lost \(server said bye: shutdown\); reconnecting…$")
+        with serve("--port", str(port), "--db", db), peer(port, "alice") as alice:
+            bob.wait_screen(r"^-- back, nothing missed$")
+            bob.wait_prompt("#lobby> half")
+            alice.send({"type": "say", "room": "lobby", "text": "hi again", "id": 1})
+            bob.wait_screen(rf"^{CLOCK} #lobby <alice> hi again$")
+            bob.send(" line\r")
+            alice.message("half line", "bob")
+        no_traceback(bob.text)
+
+
 @pytest.mark.parametrize("how", ["/quit\r", "\x04"], ids=["slash-quit", "ctrl-d"])
 def test_interactive_quit_exits_0(how: str) -> None:
     """In a terminal, /quit or Ctrl-D leaves the chat and exits 0 without a traceback."""
@@ -713,12 +771,12 @@ def test_serve_rejects_bad_settings(flag: str, value: str) -> None:
     ids=["SIGTERM", "SIGINT"],
 )
 def test_signal_shuts_down_gracefully(sig: signal.Signals, loop: str) -> None:
-    """SIGTERM or SIGINT says bye to every client and exits 0; a piped client then says the
-    server closed the connection and exits non-zero."""
+    """SIGTERM or SIGINT says bye to every client and exits 0; a piped client that does not
+    reconnect then says the server closed the connection and exits non-zero."""
     with (
         serve("--loop", loop) as (server, port),
         peer(port, "carol") as carol,
-        piped_join(port, "bob") as bob,
+        piped_join(port, "bob", "--no-reconnect") as bob,
     ):
         carol.recv_until(lambda f: f["type"] == "joined" and f["name"] == "bob")
         server.popen.send_signal(sig)

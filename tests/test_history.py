@@ -342,8 +342,9 @@ async def test_acked_messages_survive_kill_9_and_seq_continues(
 
         writers = [asyncio.create_task(send(k, c)) for k, c in enumerate(senders)]
         tasks = [asyncio.create_task(read_acks(c)) for c in senders]
-        while len(acked) < 3000:
-            await asyncio.sleep(0.005)
+        async with asyncio.timeout(4 * WAIT):
+            while len(acked) < 3000:
+                await asyncio.sleep(0.005)
         os.kill(proc.pid, signal.SIGKILL)  # mid-flight: messages are queued and committing
         proc.wait(timeout=WAIT)
         async with asyncio.timeout(2 * WAIT):
@@ -572,7 +573,9 @@ async def test_quit_right_after_say_still_gets_the_ack(hserver: ChatServer) -> N
     assert [f["ref"] for f in frames if f["type"] == "ack"] == [1]
     seen = [await b.recv() for _ in range(2)]
     assert [(f["type"], f.get("text") or f.get("reason")) for f in seen] == [
-        ("message", "last words"), ("left", "quit")]
+        ("message", "last words"),
+        ("left", "quit"),
+    ]
 
 
 async def test_same_id_in_another_room_is_another_message(hserver: ChatServer) -> None:
@@ -601,8 +604,9 @@ async def test_resume_past_the_servers_history_says_reset(tmp_path: Path) -> Non
 
 async def test_truncated_when_retention_removed_everything(tmp_path: Path) -> None:
     """When every message of a room has expired, a join replay says truncated."""
-    async with ChatServer("127.0.0.1", 0, db=str(tmp_path / "d.db"), history_days=1e-5,
-                          **NO_FLOOD) as server:  # about a second
+    async with ChatServer(
+        "127.0.0.1", 0, db=str(tmp_path / "d.db"), history_days=1e-5, **NO_FLOOD
+    ) as server:  # about a second
         a = await _raw(server, "alice")
         await _until_end(a)
         await _post(a, 3, "old")
@@ -611,5 +615,9 @@ async def test_truncated_when_retention_removed_everything(tmp_path: Path) -> No
         server.store.prune_now()  # type: ignore[attr-defined]
         c = await _raw(server, "bob")
         msgs, end = await _until_end(c)
-        assert msgs == [] and end == {"type": "history_end", "room": "lobby", "more": False,
-                                      "truncated": True}
+        assert msgs == [] and end == {
+            "type": "history_end",
+            "room": "lobby",
+            "more": False,
+            "truncated": True,
+        }

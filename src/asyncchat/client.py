@@ -20,11 +20,19 @@ or a ``bye`` other than ``kicked``; never after :meth:`Client.close`), the clien
 after a delay drawn uniformly from 0 to ``backoff_initial * 2**(attempt-1)`` (capped at
 ``backoff_max``: exponential backoff with full jitter), yielding :class:`Reconnecting` before each
 attempt. Back in, it has said hello with its current name, its rooms and ``resume`` (the last
-seq it saw in each room), re-sent every request still unanswered with its original id, paged
-through the history it missed, and yields :class:`Reconnected`. Meanwhile requests stay pending
-instead of failing. The stream never yields a room message twice (by room and seq) and yields
-each room's messages in seq order: the replayed ones (marked ``history``) come before
-:class:`Reconnected`, the live ones that arrived while the client caught up after it.
+seq it saw in each room), re-sent every request still unanswered with its original id (a
+``say`` the server already stored is not posted again if re-sent within its
+``idempotency_window``), paged through the history it missed, and yields :class:`Reconnected`.
+Meanwhile requests stay pending instead of failing. The stream never yields a room message
+twice (by room and seq) and yields each room's messages in seq order: the replayed ones (marked
+``history``) come before :class:`Reconnected`; the events that arrived while the client caught
+up (live messages included) come after it. A refusal of the hello other than ``name_taken`` or
+``too_many_connections`` ends reconnecting, as does ``give_up``.
+
+A message the server stored from a ``say`` whose ack was lost with the connection is replayed
+like any other (the client cannot tell it is its own before the re-sent ``say`` is answered).
+Seqs are only compared within one server's history: a server without history that restarts
+starts them over, and the client then forgets what it had seen.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from .errors import ConnectionClosed, ProtocolError, ServerError
+from .errors import ConfigError, ConnectionClosed, ProtocolError, ServerError
 from .events import (
     PROTOCOL_VERSION,
     Ack,
@@ -173,7 +181,10 @@ class _Conn:
         self.resumed: dict[str, int] = {}
 
     def send(self, obj: dict[str, Any]) -> None:
-        self.writer.write(encode(obj))
+        """Write ``obj`` unless the connection is going away (a request is sent again after a
+        reconnect; uvloop raises on a write to a closed transport)."""
+        if not self.writer.transport.is_closing():
+            self.writer.write(encode(obj))
 
 
 def _why(exc: BaseException) -> str:
@@ -203,6 +214,10 @@ class Client:
         backoff_max: float = DEFAULT_BACKOFF_MAX,
         give_up: float | None = None,
     ) -> None:
+        if not 0 < backoff_initial <= backoff_max:
+            raise ConfigError("backoff_initial must be positive and at most backoff_max")
+        if give_up is not None and not give_up >= 0:
+            raise ConfigError("give_up must be a number of seconds (or None: never)")
         self._host, self._port = host, port
         self._first_rooms = None if rooms is None else list(rooms)
         self._first_resume = dict(resume) if resume else None
@@ -342,6 +357,8 @@ class Client:
         except Exception:  # the task boundary: the client closes, the application goes on
             log.exception("internal error in the asyncchat client")
             reason = "internal error in the client"
+            if self._conn is not None:
+                self._conn.writer.transport.abort()
         finally:
             self._mark_closed(reason)
 
@@ -378,8 +395,10 @@ class Client:
                 reason = f"{exc.code}: {exc.message}"
             except TimeoutError:
                 reason = f"no welcome within {timeout:g} s"
-            except (ConnectionClosed, ProtocolError, OSError) as exc:
+            except (ConnectionClosed, ProtocolError) as exc:
                 reason = str(exc)
+            except OSError as exc:
+                reason = f"connection lost during the handshake: {_why(exc)}"
             if deadline is not None and loop.time() >= deadline:
                 self._mark_closed(f"no connection for {self._give_up:g} s, gave up: {reason}")
                 return None
@@ -430,12 +449,16 @@ class Client:
             state.replay.clear()
         self._pages.clear()
         if self._resuming is not None:
-            # Held room messages come again in the next replay; the rest would not.
+            # Held room messages come again in the next replay (with history); the rest would
+            # not.
             self._resuming = None
+            replayed = self.welcome is not None and self.welcome.history
             held, self._held = self._held, []
             for event in held:
                 if not isinstance(event, Message):
                     self._events.put_nowait(event)
+                elif not replayed:
+                    self._deliver(event)
 
     # ------------------------------------------------------------------ reading
 
@@ -550,6 +573,11 @@ class Client:
         key = name_key(end.room)
         state = self._room(end.room)
         messages, state.replay = state.replay, []
+        if end.reset:
+            # The server's history does not know the seqs seen before (it was reset): the
+            # page starts the room over, and what came between is lost.
+            state.pos = None
+            state.own.clear()
         if end.ref is not None:
             req = self._pending.pop(end.ref, None)
             if req is not None:  # a page for history(): the messages are its answer
@@ -561,7 +589,7 @@ class Client:
                 self._replayed(self._pages.pop(end.ref), messages, end.more, end.truncated)
             return  # else the answer to a request given up on
         if self._resuming is not None and key in self._resuming:
-            self._replayed(key, messages, end.more, end.truncated)
+            self._replayed(key, messages, end.more, end.truncated or end.reset)
             return
         # The replay of a join: part of the event stream.
         for message in messages:
@@ -573,14 +601,21 @@ class Client:
     def _replayed(self, key: str, messages: list[Message], more: bool, truncated: bool) -> None:
         """A page of a reconnect's replay of room ``key``: deliver it, ask for the next page,
         or end the room's catching up."""
-        assert self._resuming is not None
+        if self._resuming is None:  # pragma: no cover - pages are dropped with the connection
+            return
         state = self._rooms[key]
+        resumed = self._resuming.get(key, False)
         for message in messages:
             if self._deliver(message):
                 self._missed += 1
-        self._truncated = self._truncated or truncated
+        history = self.welcome is not None and self.welcome.history
+        if history and not messages and not more and state.pos is None:
+            state.pos = 0  # the room has no message yet
+        # A room joined afresh says truncated when its oldest messages are gone, which says
+        # nothing of what the client missed.
+        self._truncated = self._truncated or (truncated and resumed)
         conn = self._conn
-        if more and messages and self._resuming.get(key) and conn is not None:
+        if more and messages and resumed and conn is not None:
             ref = self._new_ref()
             self._pages[ref] = key
             conn.send(
@@ -857,10 +892,11 @@ def connect(
     ``ping_timeout`` (seconds) default to the server's announced values. With ``reconnect``, a
     lost connection is dialled again (see the module docstring): ``backoff_initial`` and
     ``backoff_max`` (seconds) bound the delays, and after ``give_up`` seconds without a
-    connection the client closes (None: it never gives up). Only a lost connection is
-    retried: raises ``ServerError`` when the server refuses the first hello (``name_taken``...),
+    connection the client closes (None: it never gives up). Only a lost connection is retried:
+    raises ``ServerError`` when the server refuses the first hello (``name_taken``...),
     ``ConnectionClosed`` when it cannot be reached, ``TimeoutError`` when there is no
-    ``welcome`` within ``timeout`` seconds.
+    ``welcome`` within ``timeout`` seconds, ``ConfigError`` for backoff or give-up settings
+    that make no sense.
     """
     return _Connect(
         host,

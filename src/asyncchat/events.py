@@ -401,6 +401,7 @@ class HistoryEnd(Event):
     room: str = _m(_str)
     more: bool = _m(_bool)
     truncated: bool = _m(_bool, False)
+    reset: bool = _m(_bool, False)
     ref: Ref | None = _m(_ref, None)
 
 

@@ -289,7 +289,7 @@ async def _until_quit(
             return 1 if piped and term.refused else 0
         if not isinstance(exc, ConnectionClosed):
             raise exc  # an unexpected error in the input loop propagates
-    _print(f"!! disconnected: {client.close_reason}")
+    _print(f"!! disconnected: {escape(client.close_reason or 'connection closed')}")
     return 1
 
 
