@@ -621,3 +621,62 @@ async def test_truncated_when_retention_removed_everything(tmp_path: Path) -> No
             "more": False,
             "truncated": True,
         }
+
+
+async def test_a_replay_bigger_than_the_outbox_is_paged_not_evicted(tmp_path: Path) -> None:
+    """Replays are bounded in bytes: long messages, many rooms and big resume pages come in
+    pages with more=true, and the client is never taken for a slow consumer."""
+    async with ChatServer(
+        "127.0.0.1", 0, db=str(tmp_path / "b.db"), max_outbox=64 * 1024, **NO_FLOOD
+    ) as server:
+        rooms = [f"r{i}" for i in range(10)]
+        a = await _raw(server, "alice", rooms=rooms)
+        for room in rooms:
+            await _until_end(a, room)
+        big = "é" * 3000
+        for room in rooms:
+            for i in range(20):
+                a.send({"type": "say", "room": room, "text": f"{i} {big}"})
+        for _ in range(200):
+            await a.recv_match(type="ack")
+        b = await _raw(server)
+        await b.hello("bob", rooms=rooms)  # 10 rooms x 20 long messages: ~1.2 MB of replay
+        ends = {}
+        got = 0
+        while len(ends) < len(rooms):
+            f = await b.recv()
+            if f["type"] == "history_end":
+                ends[f["room"]] = f
+            elif f["type"] == "message":
+                got += 1
+            assert f["type"] != "bye", f
+        assert 0 < got < 200 and any(e["more"] for e in ends.values())
+        c = await _raw(server, "carol", resume={"r0": 0})
+        msgs, end = await _until_end(c, "r0")
+        seqs = [m["seq"] for m in msgs]
+        while end["more"]:
+            c.send({"type": "history", "room": "r0", "after": seqs[-1], "limit": 500, "id": "p"})
+            msgs, end = await _until_end(c, "r0")
+            seqs += [m["seq"] for m in msgs]
+        assert seqs == list(range(1, 21))
+        assert server.member("bob") is not None and server.member("carol") is not None
+
+
+def test_operator_console_survives_a_refused_announcement() -> None:
+    """A plain console line the server refuses (no such room) prints the error, no crash."""
+    import io
+    from contextlib import redirect_stdout
+
+    from asyncchat.cli import _operator_command
+
+    async def run() -> str:
+        async with ChatServer("127.0.0.1", 0) as server:
+            out = io.StringIO()
+            with redirect_stdout(out):
+                _operator_command(server, "/say nowhere hello", asyncio.Event())
+                server.hub.rooms.pop("lobby")  # as if announcing failed
+                _operator_command(server, "plain line", asyncio.Event())
+            return out.getvalue()
+
+    out = asyncio.run(run())
+    assert out.count("room_invalid") == 2

@@ -278,10 +278,7 @@ async def _operator(server: ChatServer, stop: asyncio.Event) -> None:
 
 
 def _operator_command(server: ChatServer, line: str, stop: asyncio.Event) -> None:
-    if not line.startswith("/"):
-        server.hub.announce("lobby", line)
-        return
-    cmd, _, rest = line[1:].partition(" ")
+    cmd, _, rest = line[1:].partition(" ") if line.startswith("/") else ("say", "", "lobby " + line)
     rest = rest.strip()
     try:
         match cmd.lower():

@@ -282,13 +282,20 @@ class Hub:
         return self.rooms.get(name_key(name))
 
     def join(
-        self, m: Member, name: str, ref: Ref | None = None, *, resume_after: int | None = None
+        self,
+        m: Member,
+        name: str,
+        ref: Ref | None = None,
+        *,
+        resume_after: int | None = None,
+        budget: list[int] | None = None,
     ) -> Room:
         """Put ``m`` in room ``name``, creating it; the room's members (``m`` included) get
         ``joined``. With history, ``m`` then gets the room's last ``history_on_join`` messages,
         or with ``resume_after`` exactly those after that seq (a page at the most), and a
         ``history_end``. Raises ``room_invalid`` or ``too_many_rooms``; joining a room twice is
-        a no-op answered with ``joined`` to ``m`` alone."""
+        a no-op answered with ``joined`` to ``m`` alone. ``budget`` (a one-item list of bytes,
+        shared by the joins of one hello) bounds what the replays put in the outbox at once."""
         check_room(name)
         key = name_key(name)
         room = m.rooms.get(key)
@@ -316,7 +323,7 @@ class Hub:
             self.broadcast(room, _joined(room, m, None), exclude=m)
             self.send(m, _joined(room, m, ref))
         log.info("%s joined %s", m.name, room.name)
-        self._replay(m, room, resume_after)
+        self._replay(m, room, resume_after, budget)
         return room
 
     def leave(self, m: Member, name: str, ref: Ref | None = None) -> None:
@@ -514,16 +521,25 @@ class Hub:
 
     # ------------------------------------------------------------------ history
 
-    def _replay(self, m: Member, room: Room, resume_after: int | None) -> None:
+    def replay_budget(self) -> list[int]:
+        """Bytes of history one request (or one hello, for all its rooms) may queue at once:
+        half of max_outbox, so that a replay never makes a healthy client a slow consumer."""
+        return [self.limits.max_outbox // 2]
+
+    def _replay(
+        self, m: Member, room: Room, resume_after: int | None, budget: list[int] | None
+    ) -> None:
         store = self.store
         if store is None:
             if resume_after is not None:  # nothing is kept: say whether anything was missed
-                end = {
+                end: dict[str, Any] = {
                     "type": "history_end",
                     "room": room.name,
                     "more": False,
                     "truncated": resume_after < room.committed,
                 }
+                if resume_after > room.committed:  # seqs this server never gave: it restarted
+                    end["reset"] = True
                 self.send(m, encode(end))
             return
         limits = self.limits
@@ -540,7 +556,7 @@ class Hub:
             page = store.page(
                 room.key, after=resume_after, before=upto, limit=limits.history_page_max
             )
-        self._send_page(m, room, page, after=resume_after, ref=None, reset=reset)
+        self._send_page(m, room, page, after=resume_after, ref=None, reset=reset, budget=budget)
 
     def _send_page(
         self,
@@ -551,15 +567,35 @@ class Hub:
         after: int | None,
         ref: Ref | None,
         reset: bool = False,
+        budget: list[int] | None = None,
     ) -> None:
-        for rec in page.records:
-            self.send(m, encode(rec.wire()))
-        end: dict[str, Any] = {"type": "history_end", "room": room.name, "more": page.more}
+        frames = [encode(rec.wire()) for rec in page.records]
+        more = page.more
+        left = (budget or self.replay_budget())[0]
+        fresh = left >= self.limits.max_outbox // 2  # a fresh budget always makes progress
+        if sum(map(len, frames)) > left:
+            # Over the byte budget: keep the end of the page nearest to where it starts from
+            # (the oldest going forwards, the newest going backwards) and say there is more.
+            keep: list[bytes] = []
+            for frame in frames if after is not None else reversed(frames):
+                if len(frame) > left and (keep or not fresh):
+                    break
+                keep.append(frame)
+                left -= len(frame)
+            frames = keep if after is not None else keep[::-1]
+            more = True
+        else:
+            left -= sum(map(len, frames))
+        if budget is not None:
+            budget[0] = max(0, left)
+        for frame in frames:
+            self.send(m, frame)
+        end: dict[str, Any] = {"type": "history_end", "room": room.name, "more": more}
         if after is not None:  # is the first message asked for still kept?
             truncated = room.committed > after and not (0 < page.first_kept <= after + 1)
         else:  # a page back to the oldest kept message, which is not the first ever
             oldest_gone = page.first_kept > 1 or (page.first_kept == 0 and room.committed > 0)
-            truncated = not page.more and oldest_gone
+            truncated = not more and oldest_gone
         if truncated:
             end["truncated"] = True
         if reset:

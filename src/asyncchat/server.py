@@ -88,11 +88,12 @@ class Connection:
         transport = self.transport
         if self.closed or transport.is_closing():
             return True  # the peer is gone (uvloop raises on a write now): _finish removes it
-        if transport.get_write_buffer_size() + len(data) > self.max_outbox:
-            return False
+        # Hand the bytes over first: the transport sends what the socket takes at once, and
+        # only what is left unsent is backlog. Memory stays bounded by max_outbox plus one
+        # write, and a member over the bound is evicted (and aborted) right after.
         transport.write(data)
         self.handed += len(data)
-        return True
+        return transport.get_write_buffer_size() <= self.max_outbox
 
     def close(self, final: bytes = b"", *, abort: bool = False) -> None:
         if self.closed:
@@ -472,7 +473,8 @@ class ChatServer:
 
     async def announce(self, room: str, text: str, *, action: bool = False) -> int:
         """Post ``text`` to ``room`` as the server (sender ``*server``); returns its ``seq``.
-        Raises ``ProtocolError(room_invalid)`` if the room does not exist."""
+        Raises ``ProtocolError``: ``room_invalid`` if the room does not exist,
+        ``history_unavailable`` if the history store failed (nothing is posted then)."""
         return self.hub.announce(room, text, action=action)
 
     def kick(self, name: str, reason: str = "kicked by the operator") -> bool:

@@ -269,8 +269,9 @@ class Session:
         self.send(encode(_with(welcome, ref)))
         log.info("%s connected from %s", m.name, self.peer)
         after = {name_key(r): seq for r, seq in resume.items()}
+        budget = self.hub.replay_budget()  # shared by every room's replay
         for key, room in wanted.items():
-            self.hub.join(m, room, resume_after=after.get(key))
+            self.hub.join(m, room, resume_after=after.get(key), budget=budget)
 
 
 def error_frame(exc: ProtocolError) -> bytes:
