@@ -57,6 +57,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -1329,6 +1330,16 @@ def run_idle(args: argparse.Namespace, system: str) -> dict[str, Any]:
             raise RuntimeError(f"server exited ({server.proc.returncode}): {server.tail()}")
         rss1, hwm = proc_mem(server.pid)
         cpu1 = proc_cpu(server.pid)
+        # Is a new client still answered promptly with M held open? A whole handshake, timed
+        # (the textbook servers answer nothing to a handshake, so there is nothing to time).
+        fresh_ms = None
+        if system.startswith("asyncchat") or system in ("redis", "nats"):
+            samples = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                _warmup_client(system, server)
+                samples.append(1e3 * (time.perf_counter() - t0))
+            fresh_ms = statistics.median(samples)
         marks = ws.command(ws.procs[:], ("mark", {"record": False}))
         live = sum(r["live"] for r in marks)
         rx = sum(r["rx"] for r in marks)
@@ -1343,6 +1354,7 @@ def run_idle(args: argparse.Namespace, system: str) -> dict[str, Any]:
             "peak_per_conn_kib": (hwm - rss0) / m,
             "server_us_per_connect": 1e6 * (cpu1 - cpu0) / m,
             "connects_per_s": m / info["connect_s"],
+            "fresh_handshake_ms": fresh_ms,
             "live": live, "lost": lost, "errors": dict(errors), "server_alive": alive,
             "client_rx_bytes": rx, "quiet": quiet,
         }
@@ -1510,16 +1522,18 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
         rows = []
         for r in idle:
             if "rss_per_conn_kib" not in r:
-                rows.append([r["system"], "FAILED", "-", "-", "-", "-"])
+                rows.append([r["system"], "FAILED", "-", "-", "-", "-", "-"])
                 notes.append(f"idle {r['system']}: {r.get('error')}")
                 continue
             rows.append([r["system"], _n(r["rss_per_conn_kib"], 2), _n(r["peak_per_conn_kib"], 2),
                          _n(r["rss_after_kib"] / 1024, 1), _us(r["server_us_per_connect"]),
-                         _n(r["connects_per_s"])])
+                         _n(r["connects_per_s"]),
+                         "-" if r.get("fresh_handshake_ms") is None
+                         else _n(r["fresh_handshake_ms"], 2)])
             if r.get("error") or r.get("errors"):
                 notes.append(f"idle {r['system']}: {r.get('error') or ''} {r.get('errors') or ''}")
         out.append(_table(["system", "KiB RSS/conn", "peak KiB/conn", "RSS MiB after",
-                           "srv us/connect", "connects/s"], rows))
+                           "srv us/connect", "connects/s", "new client ms"], rows))
         a = next((r for r in idle if r["system"] == "asyncchat" and "rss_per_conn_kib" in r), None)
         if a is not None:
             rows = [[b["system"], _ratio(a["rss_per_conn_kib"], b["rss_per_conn_kib"]),
