@@ -21,6 +21,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 
 U32 = struct.Struct(">I")
 TEXT = "x" * 100
@@ -63,26 +64,28 @@ async def _hello(
     return reader, writer
 
 
-async def _count(reader: asyncio.StreamReader, counts: list[int], events: list[str]) -> None:
-    """Count message frames by their length prefixes; note left/slow_consumer notices."""
+async def _payloads(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """The payloads of the frames ``reader`` receives, walked by their length prefixes."""
     buf = b""
-    while True:
-        data = await reader.read(1 << 18)
-        if not data:
-            return
+    while data := await reader.read(1 << 18):
         buf += data
         pos = 0
         while len(buf) - pos >= 4:
             (n,) = U32.unpack_from(buf, pos)
             if len(buf) - pos < 4 + n:
                 break
-            payload = buf[pos + 4 : pos + 4 + n]
-            if payload.startswith(b'{"type":"message"'):
-                counts[0] += 1
-            elif b'"slow_consumer"' in payload and payload.startswith(b'{"type":"left"'):
-                events.append(f"{time.monotonic():.3f} {payload.decode()}")
+            yield buf[pos + 4 : pos + 4 + n]
             pos += 4 + n
         buf = buf[pos:]
+
+
+async def _count(reader: asyncio.StreamReader, counts: list[int], events: list[str]) -> None:
+    """Count message frames; note left/slow_consumer notices."""
+    async for payload in _payloads(reader):
+        if payload.startswith(b'{"type":"message"'):
+            counts[0] += 1
+        elif b'"slow_consumer"' in payload and payload.startswith(b'{"type":"left"'):
+            events.append(f"{time.monotonic():.3f} {payload.decode()}")
 
 
 async def _sender(port: int, name: str, stop: asyncio.Event) -> None:
@@ -92,17 +95,8 @@ async def _sender(port: int, name: str, stop: asyncio.Event) -> None:
 
     async def read_acks() -> None:
         nonlocal acks
-        buf = b""
-        while data := await reader.read(1 << 18):
-            buf += data
-            pos = 0
-            while len(buf) - pos >= 4:
-                (n,) = U32.unpack_from(buf, pos)
-                if len(buf) - pos < 4 + n:
-                    break
-                acks += buf[pos + 4 : pos + 16] == b'{"type":"ack'
-                pos += 4 + n
-            buf = buf[pos:]
+        async for payload in _payloads(reader):
+            acks += payload.startswith(b'{"type":"ack')
 
     task = asyncio.create_task(read_acks())
     while not stop.is_set():
