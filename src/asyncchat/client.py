@@ -69,7 +69,7 @@ from .events import (
     parse_server,
 )
 from .framing import HEADER, check_length, encode, loads
-from .validation import name_key
+from .tracking import CaughtUp, Tracker
 
 __all__ = [
     "DEFAULT_BACKOFF_INITIAL",
@@ -151,20 +151,6 @@ class _Request:
         self.future = future
 
 
-class _Room:
-    """What the client knows of one room's messages."""
-
-    __slots__ = ("own", "pos", "replay")
-
-    def __init__(self) -> None:
-        #: The highest seq seen (delivered, or acknowledged to us); None: unknown.
-        self.pos: int | None = None
-        #: Seqs of our own messages acknowledged while they could not advance ``pos``.
-        self.own: set[int] = set()
-        #: Messages marked history, kept until their ``history_end`` says whose they are.
-        self.replay: list[Message] = []
-
-
 class _Conn:
     """One TCP connection of the client."""
 
@@ -242,18 +228,8 @@ class Client:
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
         self._shut = False
-        self._rooms: dict[str, _Room] = {}
-        #: Our own history requests paging through a resume: ref -> room key.
-        self._pages: dict[str | int, str] = {}
-        #: While catching up after a reconnect: the rooms whose replay is not over (room key
-        #: -> whether it was resumed, so may be paged), the events held back meanwhile, and
-        #: what Reconnected will say.
-        self._resuming: dict[str, bool] | None = None
-        self._held: list[StreamEvent] = []
-        self._missed = 0
-        self._truncated = False
-        for room, seq in (resume or {}).items():
-            self._room(room).pos = seq
+        #: What was seen of each room, and the catching up after a reconnect.
+        self._track = Tracker(resume)
         #: The last ``welcome``.
         self.welcome: Welcome | None = None
         #: Why the client closed (None while it is open or reconnecting).
@@ -379,11 +355,7 @@ class Client:
             if deadline is not None:
                 timeout = min(timeout, max(deadline - loop.time(), _LAST_ATTEMPT))
             rooms = sorted(self.joined, key=str.casefold)
-            resume = {}
-            for room in rooms:
-                pos = self._room(room).pos
-                if pos is not None:  # a room of unknown position is joined afresh
-                    resume[room] = pos
+            resume = self._track.resume_positions(rooms)
             try:
                 return await self._dial(rooms, resume, timeout)
             except ServerError as exc:
@@ -409,56 +381,42 @@ class Client:
         re-send the requests still awaiting an answer."""
         welcome = self.welcome
         assert welcome is not None
-        resumed = {name_key(room) for room in conn.resumed}
-        self._resuming = {}
-        for room in welcome.rooms:
-            # A resumed room always ends its replay with history_end (with a server without
-            # history too); with history, so does a room joined afresh.
-            key = name_key(room)
-            if key in resumed or welcome.history:
-                self._resuming[key] = key in resumed
-        if not welcome.history:
-            # Nothing is replayed, and a server that restarted without history starts its
-            # seqs over: what was seen before says nothing about what comes now.
-            for state in self._rooms.values():
-                state.pos = None
-                state.own.clear()
-        self._held = []
-        self._missed, self._truncated = 0, False
+        self._track.reconnected(welcome.rooms, conn.resumed, history=welcome.history)
         # The same ids: a say the server already stored is not posted twice, it answers with
         # the original ack. dm, join, leave, nick and the queries are not deduplicated by the
         # server: a dm whose answer was lost with the connection may be delivered twice.
         for req in self._pending.values():
             conn.send(req.frame)
-        if not self._resuming:
-            self._caught_up()
-
-    def _caught_up(self) -> None:
-        self._resuming = None
-        self._events.put_nowait(Reconnected(self._missed, self._truncated))
-        held, self._held = self._held, []
-        for event in held:
-            self._emit(event)
+        self._flush(conn)
 
     def _lost(self, conn: _Conn) -> None:
         """Forget what belonged to the connection ``conn``."""
         if self._conn is conn:
             self._conn = None
         conn.writer.close()
-        for state in self._rooms.values():
-            state.replay.clear()
-        self._pages.clear()
-        if self._resuming is not None:
-            # Held room messages come again in the next replay (with history); the rest would
-            # not.
-            self._resuming = None
-            replayed = self.welcome is not None and self.welcome.history
-            held, self._held = self._held, []
-            for event in held:
-                if not isinstance(event, Message):
-                    self._events.put_nowait(event)
-                elif not replayed:
-                    self._deliver(event)
+        self._track.lost()
+        self._flush(conn)
+
+    def _flush(self, conn: _Conn) -> None:
+        """Move what the tracker decided: events into the stream, then page requests onto
+        ``conn``."""
+        for event in self._track.events_to_emit():
+            if isinstance(event, CaughtUp):
+                self._events.put_nowait(Reconnected(event.missed, event.truncated))
+            else:
+                self._events.put_nowait(event)
+        for page in self._track.pages_to_request():
+            ref = self._new_ref()
+            self._track.page_sent(ref, page)
+            conn.send(
+                {
+                    "type": "history",
+                    "room": page.room,
+                    "after": page.after,
+                    "limit": self._page_max(),
+                    "id": ref,
+                }
+            )
 
     # ------------------------------------------------------------------ reading
 
@@ -483,6 +441,7 @@ class Client:
                     log.warning("ignoring a frame from the server: %s", exc)
                     continue
                 self._dispatch(conn, event)
+                self._flush(conn)
         except asyncio.IncompleteReadError:
             if conn.lost is not None:
                 reason = conn.lost
@@ -512,13 +471,6 @@ class Client:
                 conn.writer.transport.abort()
                 return
 
-    def _room(self, room: str) -> _Room:
-        key = name_key(room)
-        state = self._rooms.get(key)
-        if state is None:
-            state = self._rooms[key] = _Room()
-        return state
-
     def _dispatch(self, conn: _Conn, event: ServerEvent) -> None:
         match event:
             case Ping(data=data):
@@ -527,10 +479,7 @@ class Client:
             case Pong():
                 return
             case Message():
-                if event.history:  # whose it is, the history_end after it says
-                    self._room(event.room).replay.append(event)
-                else:
-                    self._emit(event)
+                self._track.message(event)
                 return
             case HistoryEnd():
                 self._history_end(event)
@@ -539,21 +488,16 @@ class Client:
                 conn.bye = self.bye = event
             case Joined(room=room, name=name) if name == self.name:
                 self.joined.add(room)
-                if self._resuming is not None and event.ref is None:
+                if self._track.catching_up and event.ref is None:
                     return  # rejoined by the hello: Reconnected says so
             case Left(room=room, name=name) if name == self.name:
                 self.joined.discard(room)
             case Renamed(old=old, new=new) if old == self.name:
                 self.name = new
             case Ack(room=str(room), seq=int(seq)):
-                state = self._room(room)
-                if self._resuming is None:
-                    # Everything of the room before our message reached us before its ack.
-                    state.pos = seq if state.pos is None else max(state.pos, seq)
-                else:
-                    state.own.add(seq)  # skipped when the replay brings it
-            case Error(ref=ref) if ref is not None and ref in self._pages:
-                self._replayed(self._pages.pop(ref), [], more=False, truncated=False)
+                self._track.ack(room, seq)
+            case Error(ref=ref) if ref is not None and self._track.is_page(ref):
+                self._track.page_failed(ref)
                 return
         ref = getattr(event, "ref", None)
         if ref is not None:
@@ -567,97 +511,19 @@ class Client:
                     )
                 else:
                     req.future.set_result(event)
-        self._emit(event)
+        self._track.emit(event)
 
     def _history_end(self, end: HistoryEnd) -> None:
-        key = name_key(end.room)
-        state = self._room(end.room)
-        messages, state.replay = state.replay, []
-        if end.reset:
-            # The server's history does not know the seqs seen before (it was reset): the
-            # page starts the room over, and what came between is lost.
-            state.pos = None
-            state.own.clear()
-        if end.ref is not None:
-            req = self._pending.pop(end.ref, None)
-            if req is not None:  # a page for history(): the messages are its answer
-                if not req.future.done():
-                    req.future.set_result(
-                        HistoryPage(end.room, tuple(messages), end.more, end.truncated)
-                    )
-            elif end.ref in self._pages:
-                self._replayed(self._pages.pop(end.ref), messages, end.more, end.truncated)
-            return  # else the answer to a request given up on
-        if self._resuming is not None and key in self._resuming:
-            self._replayed(key, messages, end.more, end.truncated or end.reset)
-            return
-        # The replay of a join: part of the event stream.
-        for message in messages:
-            self._emit(message)
-        if not messages and not end.more and state.pos is None:
-            state.pos = 0  # the room has no message yet
-        self._emit(end)
-
-    def _replayed(self, key: str, messages: list[Message], more: bool, truncated: bool) -> None:
-        """A page of a reconnect's replay of room ``key``: deliver it, ask for the next page,
-        or end the room's catching up."""
-        if self._resuming is None:  # pragma: no cover - pages are dropped with the connection
-            return
-        state = self._rooms[key]
-        resumed = self._resuming.get(key, False)
-        for message in messages:
-            if self._deliver(message):
-                self._missed += 1
-        history = self.welcome is not None and self.welcome.history
-        if history and not messages and not more and state.pos is None:
-            state.pos = 0  # the room has no message yet
-        # A room joined afresh says truncated when its oldest messages are gone, which says
-        # nothing of what the client missed.
-        self._truncated = self._truncated or (truncated and resumed)
-        conn = self._conn
-        if more and messages and resumed and conn is not None:
-            ref = self._new_ref()
-            self._pages[ref] = key
-            conn.send(
-                {
-                    "type": "history",
-                    "room": messages[-1].room,
-                    "after": state.pos,
-                    "limit": self._page_max(),
-                    "id": ref,
-                }
-            )
-            return
-        self._resuming.pop(key, None)
-        if not self._resuming:
-            self._caught_up()
+        messages = self._track.history_end(end)
+        if messages is None or end.ref is None:
+            return  # the tracker's: a replay, or a page of its own
+        req = self._pending.pop(end.ref, None)
+        if req is not None and not req.future.done():  # else a request given up on
+            req.future.set_result(HistoryPage(end.room, messages, end.more, end.truncated))
 
     def _page_max(self) -> int:
         limits = self.welcome.limits if self.welcome is not None else {}
         return int(limits.get("history_page_max", 500))
-
-    def _emit(self, event: StreamEvent) -> None:
-        """Into the event stream, unless held back while catching up."""
-        if self._resuming is not None:
-            self._held.append(event)
-        elif isinstance(event, Message):
-            self._deliver(event)
-        else:
-            self._events.put_nowait(event)
-
-    def _deliver(self, message: Message) -> bool:
-        """Into the event stream unless seen already (or our own); True if it was new."""
-        state = self._room(message.room)
-        if state.pos is not None and message.seq <= state.pos:
-            return False
-        state.pos = message.seq
-        if state.own:
-            mine = message.seq in state.own
-            state.own = {s for s in state.own if s > message.seq}
-            if mine:
-                return False
-        self._events.put_nowait(message)
-        return True
 
     def _mark_closed(self, reason: str) -> None:
         if self._closed:
@@ -668,8 +534,7 @@ class Client:
             if not req.future.done():
                 req.future.set_exception(ConnectionClosed(reason))
         self._pending.clear()
-        self._resuming = None
-        self._held = []
+        self._track.close()
         self._events.put_nowait(_EOF)
 
     # ------------------------------------------------------------------ requests
