@@ -155,10 +155,11 @@ class Event:
     """Base class of all events; ``TYPE`` is the wire ``type``."""
 
     TYPE: ClassVar[str] = ""
-    _SPEC: ClassVar[tuple[tuple[str, str, Callable[[Any], Any], bool, Any], ...]] = ()
 
     @classmethod
     def _spec(cls) -> tuple[tuple[str, str, Callable[[Any], Any], bool, Any], ...]:
+        """(attribute, wire name, checker, required, default) per member, computed once per
+        class and kept on it."""
         spec = cls.__dict__.get("_SPEC_CACHE")
         if spec is None:
             spec = tuple(

@@ -326,12 +326,27 @@ class Hub:
         self._replay(m, room, resume_after, budget)
         return room
 
-    def leave(self, m: Member, name: str, ref: Ref | None = None) -> None:
-        """Take ``m`` out of room ``name``; raises ``not_in_room``."""
-        room = m.rooms.get(name_key(name))
+    @staticmethod
+    def _my_room(m: Member, name: str, ref: Ref | None) -> Room:
+        """The room called ``name`` that ``m`` is in; raises ``not_in_room``. Clients mostly
+        send the room as the server spells it, which is then its key already."""
+        room = m.rooms.get(name) or m.rooms.get(name_key(name))
         if room is None:
             raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you are not in {name!r}", ref=ref)
-        self._part(m, room, "leave", ref, notify_self=True)
+        return room
+
+    def _refuse_if_store_failed(self, ref: Ref | None = None) -> None:
+        """Raise ``history_unavailable`` when the store can no longer store (and so ack)."""
+        if self.store is not None and self.store.failed is not None:
+            raise ProtocolError(
+                ErrorCode.HISTORY_UNAVAILABLE,
+                "the server cannot store messages now: not posted",
+                ref=ref,
+            )
+
+    def leave(self, m: Member, name: str, ref: Ref | None = None) -> None:
+        """Take ``m`` out of room ``name``; raises ``not_in_room``."""
+        self._part(m, self._my_room(m, name, ref), "leave", ref, notify_self=True)
 
     def _part(
         self, m: Member, room: Room, reason: str, ref: Ref | None, *, notify_self: bool
@@ -403,16 +418,9 @@ class Hub:
         (with history, once the message is stored). Returns the message's ``seq``. A ``say``
         whose ``ref`` this name already used within the idempotency window is not posted again:
         it gets the original ``ack``. Raises ``not_in_room``. The text must be valid already."""
-        room = m.rooms.get(room_name) or m.rooms.get(name_key(room_name))
-        if room is None:
-            raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you are not in {room_name!r}", ref=ref)
+        room = self._my_room(m, room_name, ref)
+        self._refuse_if_store_failed(ref)
         store = self.store
-        if store is not None and store.failed is not None:
-            raise ProtocolError(
-                ErrorCode.HISTORY_UNAVAILABLE,
-                "the server cannot store messages now: not posted",
-                ref=ref,
-            )
         ckey = None
         if ref is not None:
             ckey = f"{m.key}\x1f{room.key}\x1f{ref!r}"
@@ -425,17 +433,7 @@ class Hub:
                 return seen[1]
         seq = room.seq = room.seq + 1
         ts = self.clock()
-        msg: dict[str, Any] = {
-            "type": "message",
-            "room": room.name,
-            "seq": seq,
-            "from": m.name,
-            "text": text,
-            "ts": ts,
-        }
-        if action:
-            msg["action"] = True
-        frame = encode(msg)
+        frame = _message(room.name, seq, m.name, text, ts, action)
         ack = _ack(room.name, seq, ts, ref)
         if store is not None:
             rec = Record(room.key, room.name, seq, m.name, text, ts, action, ckey)
@@ -493,30 +491,16 @@ class Hub:
         room = self.room(room_name)
         if room is None:
             raise ProtocolError(ErrorCode.ROOM_INVALID, f"no room {room_name!r}")
+        self._refuse_if_store_failed()
         seq = room.seq = room.seq + 1
         ts = self.clock()
-        msg: dict[str, Any] = {
-            "type": "message",
-            "room": room.name,
-            "seq": seq,
-            "from": SERVER_NAME,
-            "text": text,
-            "ts": ts,
-        }
-        if action:
-            msg["action"] = True
+        frame = _message(room.name, seq, SERVER_NAME, text, ts, action)
         if self.store is not None:
-            if self.store.failed is not None:
-                room.seq -= 1
-                raise ProtocolError(
-                    ErrorCode.HISTORY_UNAVAILABLE,
-                    "the server cannot store messages now: not posted",
-                )
             rec = Record(room.key, room.name, seq, SERVER_NAME, text, ts, action)
-            self.store.submit(rec, (encode(msg), None, b""))
+            self.store.submit(rec, (frame, None, b""))
         else:
             room.committed = seq
-            self.broadcast(room, encode(msg))
+            self.broadcast(room, frame)
         return seq
 
     # ------------------------------------------------------------------ history
@@ -616,9 +600,7 @@ class Hub:
     ) -> None:
         """Send ``m`` a page of a room's history, oldest first, then ``history_end``. Raises
         ``not_in_room`` or ``history_unavailable``."""
-        room = m.rooms.get(room_name) or m.rooms.get(name_key(room_name))
-        if room is None:
-            raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you are not in {room_name!r}", ref=ref)
+        room = self._my_room(m, room_name, ref)
         if self.store is None:
             raise ProtocolError(
                 ErrorCode.HISTORY_UNAVAILABLE, "this server keeps no history", ref=ref
@@ -665,6 +647,20 @@ class Hub:
     def members_named(self, names: Iterable[str]) -> list[Member]:
         """The members called ``names`` that exist (without regard to case)."""
         return [m for n in names if (m := self.members.get(name_key(n))) is not None]
+
+
+def _message(room: str, seq: int, sender: str, text: str, ts: float, action: bool) -> bytes:
+    obj: dict[str, Any] = {
+        "type": "message",
+        "room": room,
+        "seq": seq,
+        "from": sender,
+        "text": text,
+        "ts": ts,
+    }
+    if action:
+        obj["action"] = True
+    return encode(obj)
 
 
 def _ack(room: str, seq: int, ts: float, ref: Ref | None) -> bytes:

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import socket
 from collections import Counter
-from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -517,10 +516,6 @@ class ChatServer:
             holder, "timeout", "your name was reclaimed by a new connection", code=ErrorCode.TIMEOUT
         )
         return True
-
-    def iter_connections(self) -> Iterator[Connection]:
-        """The open connections (for tests and diagnostics)."""
-        return iter(list(self._conns))
 
 
 async def run_server(host: str = "127.0.0.1", port: int = 1234, **options: Any) -> None:
