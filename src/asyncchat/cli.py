@@ -27,7 +27,8 @@ from .errors import ChatError, ConfigError, ConnectionClosed, ProtocolError, Ser
 from .limits import Limits
 from .server import ChatServer
 from .storage import DEFAULT_DB_PATH, SQLiteStore, default_db_path
-from .tui import DEFAULT_GIVE_UP, escape, run_terminal
+from .text import escape
+from .tui import DEFAULT_GIVE_UP, run_terminal
 from .validation import name_key
 
 __all__ = ["main", "run"]

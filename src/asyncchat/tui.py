@@ -15,102 +15,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import TextIO
 
 from .client import Client, Reconnected, Reconnecting, StreamEvent, connect
 from .errors import ConnectionClosed, ServerError
-from .events import (
-    Ack,
-    Bye,
-    DirectMessage,
-    Error,
-    Joined,
-    Left,
-    Message,
-    Renamed,
-    ServerEvent,
-    Welcome,
-    WhoReply,
-)
-from .hub import LOBBY
+from .events import Ack, Bye, Error, WhoReply
+from .text import HELP, back_line, escape, format_event
 
-__all__ = ["DEFAULT_GIVE_UP", "HELP", "Terminal", "escape", "format_event", "run_terminal"]
+__all__ = ["DEFAULT_GIVE_UP", "LOBBY", "Terminal", "run_terminal"]
 
 #: Seconds without a connection after which the terminal client stops reconnecting: long
 #: enough for a server restart or a network blip, short enough that a person waiting at a
 #: dead chat is told so.
 DEFAULT_GIVE_UP = 60.0
-
-HELP = """\
-commands:
-  TEXT               say TEXT in the current room (//TEXT sends a line that starts with /)
-  /join ROOM         join ROOM (creating it) and make it the current room
-  /leave [ROOM]      leave ROOM (default: the current room)
-  /nick NAME         change your name
-  /msg NAME TEXT     private message to NAME
-  /me TEXT           an action: "* you TEXT"
-  /who [ROOM]        who is in ROOM (default: the current room)
-  /rooms             every room and how many are in it
-  /quit [REASON]     leave the chat
-  /help              this list"""
-
-
-def escape(text: str, *, newlines: bool = False) -> str:
-    """``text`` with every control or format character made visible (``\\x1b``, ``\\u202e``),
-    so that a peer cannot move the cursor, recolour or reorder the terminal. With ``newlines``,
-    ``\\n`` is kept (and indented by the caller)."""
-    out = []
-    for ch in text:
-        o = ord(ch)
-        if (o < 0x20 and not (newlines and ch == "\n")) or 0x7F <= o < 0xA0 or ch in _INVISIBLE:
-            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-# Format characters that reorder or hide text (bidi controls, zero-width, BOM) and the line and
-# paragraph separators.
-_INVISIBLE = frozenset(
-    "\u061c\u200b\u200c\u200d\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e"
-    "\u2060\u2066\u2067\u2068\u2069\ufeff"
-)
-
-
-def _clock(ts: float) -> str:
-    return time.strftime("%H:%M", time.localtime(ts))
-
-
-def format_event(event: ServerEvent, me: str) -> str | None:
-    """One event as the terminal shows it; None for events it does not show."""
-    match event:
-        case Message(room=room, sender=sender, text=text, ts=ts, action=action):
-            body = escape(text, newlines=True).replace("\n", "\n      ")
-            who = escape(sender)
-            line = f"* {who} {body}" if action else f"<{who}> {body}"
-            return f"{_clock(ts)} #{escape(room)} {line}"
-        case DirectMessage(sender=sender, to=to, text=text, ts=ts):
-            body = escape(text, newlines=True).replace("\n", "\n      ")
-            return f"{_clock(ts)} [dm {escape(sender)} -> {escape(to)}] {body}"
-        case Joined(room=room, name=name):
-            who = "you" if name == me else escape(name)
-            return f"-> {who} joined #{escape(room)}"
-        case Left(room=room, name=name, reason=reason):
-            who = "you" if name == me else escape(name)
-            why = "" if reason == "leave" else f" ({escape(reason)})"
-            return f"<- {who} left #{escape(room)}{why}"
-        case Renamed(old=old, new=new):
-            return f"-- {escape(old)} is now known as {escape(new)}"
-        case Error(code=code, message=message):
-            return f"!! {escape(code)}: {escape(message)}"
-        case Bye(reason=reason):
-            return f"!! the server closed the connection: {escape(reason)}"
-        case Welcome(name=name, server=server, motd=motd):
-            line = f"-- connected to {escape(server)} as {escape(name)} (/help for commands)"
-            return line + (f"\n-- {escape(motd, newlines=True)}" if motd else "")
-    return None
+#: The room every server has, and the one a client is in when it names none.
+LOBBY = "lobby"
 
 
 class Terminal:
@@ -134,7 +54,7 @@ class Terminal:
                 return
             case Reconnected(missed=missed, truncated=truncated):
                 self._away = False
-                self.out(_back(missed, truncated))
+                self.out(back_line(missed, truncated))
                 return
             case Bye(reason=reason) if self.client.reconnect and reason != "kicked":
                 return  # the connection-lost line that follows says it
@@ -216,15 +136,6 @@ class Terminal:
             case _:
                 raise _Usage(f"unknown command /{cmd}; /help lists the commands")
         return True
-
-
-def _back(missed: int, truncated: bool) -> str:
-    n = f"{missed} missed message{'' if missed == 1 else 's'}"
-    if truncated:
-        if missed:
-            return f"-- back, {n}; older ones were not kept"
-        return "-- back; messages sent meanwhile were not kept"
-    return f"-- back, {n}" if missed else "-- back, nothing missed"
 
 
 class _Usage(Exception):
