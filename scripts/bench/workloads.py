@@ -1,0 +1,418 @@
+"""The workloads, one point each: fanout (throughput and server CPU per delivery), latency
+(percentiles of send-to-receipt time at a fixed rate) and idle (server memory and CPU per held
+connection). Each starts its server and load generator, measures a window from /proc, and stops
+every process it started."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import os
+import socket
+import statistics
+import time
+from array import array
+from typing import Any
+
+from bench.clients import U32
+from bench.loadgen import Workers, raise_nofile
+from bench.systems import CHATLIKE, CLIENTS, SINGLE_THREADED, Server, kind
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float:
+    """utime+stime of a process, all threads, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_mem(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) in KiB."""
+    rss = hwm = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+            elif line.startswith("VmHWM:"):
+                hwm = int(line.split()[1])
+    return rss, hwm
+
+
+def machine_busy() -> float:
+    """Busy CPU seconds of the whole machine so far (all cores)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v[:8]) - idle) / CLK_TCK
+
+
+def _split(n: int, parts: int) -> list[int]:
+    parts = max(1, min(parts, n))
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
+def _spec(args: argparse.Namespace, server: Server, system: str, role: str, mode: str,
+          names: list[str], idx: int, prog_idx: int = 0, **extra: Any) -> dict[str, Any]:
+    spec = {
+        "system": system, "client": CLIENTS[kind(system)], "role": role, "mode": mode,
+        "names": names, "idx": idx,
+        "prog_idx": prog_idx, "host": server.host, "port": server.port,
+        "window": args.window, "max_lag": _max_lag(args, system, len(names)),
+        "text_size": args.text_size,
+        "gen_loop": args.gen_loop, "concurrency": args.concurrency,
+        "timeout": args.setup_timeout, "total_senders": args.senders, "rate": args.rate,
+        "idle_room": args.idle_room,
+    }
+    spec.update(extra)
+    return spec
+
+
+def _max_lag(args: argparse.Namespace, system: str, members: int) -> int:
+    if args.max_lag:
+        return int(args.max_lag)
+    receivers = max(1, getattr(args, "_point_members", members))
+    frame = args.text_size + 80  # a delivered message: text plus the protocol's envelope
+    return max(2_000, min(50_000, (256 << 20) // (receivers * frame)))
+
+
+def _names(system: str, prefix: str, start: int, count: int) -> list[str]:
+    if system in ("select", "thread"):
+        return [f"{prefix}{i:06d}" for i in range(start, start + count)]  # same length
+    return [f"{prefix}{i}" for i in range(start, start + count)]
+
+
+def _member_procs(args: argparse.Namespace, n: int) -> int:
+    procs = args.procs or max(1, (os.cpu_count() or 2) - 1)
+    per_proc_fds = max(256, raise_nofile() - 64)
+    return max(1, min(n, max(procs, math.ceil(n / per_proc_fds))))
+
+
+def _start_clients(args: argparse.Namespace, server: Server, system: str, mode: str,
+                   members: int, senders: int) -> tuple[Workers, dict[str, Any]]:
+    args._point_members = members + senders
+    counts = _split(members, _member_procs(args, members)) if members else []
+    ws = Workers(len(counts), 1 if senders else 0)
+    info: dict[str, Any] = {"member_procs": len(counts), "sender_procs": 1 if senders else 0}
+    t0 = time.monotonic()
+    start = 0
+    role = "idle" if mode == "idle" else "member"
+    for i, c in enumerate(counts):
+        ws.spawn(_spec(args, server, system, role, mode, _names(system, "m", start, c), i, i))
+        start += c
+    ready = ws.wait_ready(ws.procs[:], args.setup_timeout + members / 100, server)
+    info["connect_s"] = time.monotonic() - t0
+    info["gen_loop"] = ready[0]["loop"] if ready else None
+    failed = sum(r["failed"] for r in ready)
+    if failed and not server.alive():
+        raise RuntimeError(f"{server.system} exited while clients connected "
+                           f"({server.proc.returncode}): {server.tail()}")
+    if failed:
+        why = next(r["why"] for r in ready if r["why"])
+        raise RuntimeError(f"{failed} of {members} members could not connect ({why})")
+    if senders:
+        ws.spawn(_spec(args, server, system, "sender", mode, _names(system, "s", 0, senders), 0))
+        ready = ws.wait_ready(ws.role("sender"), args.setup_timeout, server)
+        if ready[0]["failed"]:
+            raise RuntimeError(f"senders could not connect ({ready[0]['why']})")
+    return ws, info
+
+
+def _barrier(ws: Workers, server: Server, timeout: float) -> None:
+    """Senders post probes until every member has received at least one message: everyone is
+    in the room (the textbook servers register a client only when they get to it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ws.command(ws.role("sender"), ("probe",))
+        until = time.monotonic() + 0.5
+        while time.monotonic() < until:
+            if min(ws.prog_arr) >= 1:
+                time.sleep(0.2)
+                return
+            time.sleep(0.01)
+        if not server.alive():
+            raise RuntimeError(f"server exited ({server.proc.returncode}): {server.tail()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError("not every member received the probe messages "
+                               f"within {timeout:.0f} s")
+
+
+def _snapshot(ws: Workers, server: Server, record: bool) -> dict[str, Any]:
+    entries = ws.procs[:]
+    for _, conn, _ in entries:
+        conn.send(("mark", {"record": record}))
+    t = time.monotonic()
+    try:
+        cpu = proc_cpu(server.pid)
+    except OSError:
+        cpu = float("nan")
+    busy = machine_busy()
+    replies = []
+    for p, conn, _ in entries:
+        if not conn.poll(30):
+            raise RuntimeError(f"load generator {p.name}: no answer to mark")
+        replies.append(conn.recv())
+    return {"t": t, "cpu": cpu, "busy": busy, "w": replies, "roles": [e[2] for e in entries]}
+
+
+def _window_figures(system: str, m1: dict[str, Any], m2: dict[str, Any]) -> dict[str, Any]:
+    dt = m2["t"] - m1["t"]
+    ncpu = os.cpu_count() or 1
+    gen = []
+    for a, b, role in zip(m1["w"], m2["w"], m1["roles"], strict=True):
+        wdt = b["t"] - a["t"]
+        gen.append({"role": role, "cpu_pct": 100 * (b["cpu"] - a["cpu"]) / wdt,
+                    "msgs": b["msgs"] - a["msgs"], "rate": (b["msgs"] - a["msgs"]) / wdt,
+                    "sent": b["sent"] - a["sent"],
+                    "lag_blocked": b["lag_blocked"] - a["lag_blocked"],
+                    "lost": b["lost_during"], "live": b["live"], "errors": b["errors"]})
+    srv_cpu = m2["cpu"] - m1["cpu"]
+    gen_cpu = sum((b["cpu"] - a["cpu"]) for a, b in zip(m1["w"], m2["w"], strict=True))
+    busy = m2["busy"] - m1["busy"]
+    errors: collections.Counter[str] = collections.Counter()
+    for g in gen:
+        errors.update(g["errors"])
+    return {
+        "window_s": dt,
+        "server_cpu_s": srv_cpu,
+        "server_cpu_pct": 100 * srv_cpu / dt,
+        "gen_cpu_pct_total": 100 * gen_cpu / dt,
+        "gen_cpu_pct_max": max((g["cpu_pct"] for g in gen), default=0.0),
+        "other_cpu_pct": max(0.0, 100 * (busy - srv_cpu - gen_cpu) / dt),
+        "machine_cpu_pct": 100 * busy / dt,
+        "ncpu": ncpu,
+        "gen": gen,
+        "lost": sum(g["lost"] for g in gen),
+        "errors": dict(errors),
+    }
+
+
+def _limit(system: str, f: dict[str, Any], lag_frac: float) -> str:
+    """What limited a run: server, loadgen, cpu (every core busy, shared) or window."""
+    srv_cap = 100.0 if kind(system) in SINGLE_THREADED else 100.0 * f["ncpu"]
+    if f["server_cpu_pct"] >= 0.85 * srv_cap:
+        return "server"
+    if f["gen_cpu_pct_max"] >= 85:
+        return "loadgen"
+    if f["machine_cpu_pct"] >= 85 * f["ncpu"]:
+        return "cpu"
+    if lag_frac >= 0.25:  # the members fell behind without any process being saturated
+        return "loadgen"
+    return "window"
+
+
+def run_fanout(args: argparse.Namespace, system: str, n: int) -> dict[str, Any]:
+    server = Server(system, args)
+    ws: Workers | None = None
+    try:
+        ws, info = _start_clients(args, server, system, "fanout", n, args.senders)
+        _barrier(ws, server, args.setup_timeout)
+        ws.command(ws.role("member"), ("go",))
+        ws.command(ws.role("sender"), ("go",))
+        time.sleep(args.warmup)
+        m1 = _snapshot(ws, server, False)
+        time.sleep(args.duration)
+        m2 = _snapshot(ws, server, False)
+        alive = server.alive()
+        f = _window_figures(system, m1, m2)
+        dt = f["window_s"]
+        deliveries = sum(g["msgs"] for g in f["gen"])
+        member_deliv = sum(b["member_msgs"] - a["member_msgs"]
+                           for a, b in zip(m1["w"], m2["w"], strict=True))
+        acked = sum(b["acks"] - a["acks"] for a, b, role in zip(m1["w"], m2["w"], m1["roles"],
+                    strict=True) if role == "sender")
+        receivers = n + (args.senders - 1 if kind(system) in CHATLIKE else 0)
+        lag_blocked = sum(g["lag_blocked"] for g in f["gen"] if g["role"] == "sender")
+        lag_frac = lag_blocked / max(1, args.senders) / dt
+        out = {
+            "workload": "fanout", "system": system, "n": n, "senders": args.senders, **info,
+            "deliveries": deliveries, "member_deliveries": member_deliv,
+            "deliveries_per_s": deliveries / dt,
+            "server_us_per_delivery": 1e6 * f["server_cpu_s"] / deliveries if deliveries else None,
+            # what each member got: the rate the server really got messages through
+            "messages_per_s": member_deliv / n / dt,
+            "acked_per_s": acked / dt if acked else None,
+            # sanity (systems with replies): deliveries / (messages acked x receivers) ~ 1
+            "delivery_ratio": deliveries / (acked * receivers) if acked else None,
+            "lag_blocked_frac": lag_frac,
+            **{k: v for k, v in f.items() if k != "gen"},
+            "gen": f["gen"],
+            "server_alive": alive,
+        }
+        out["limit"] = _limit(system, f, lag_frac)
+        if not deliveries:
+            out["limit"] = "none"
+            out["error"] = ("no deliveries in the window" + (
+                f": {f['lost']} connection(s) lost, {f['errors']}" if f["lost"] else ""))
+        if not alive:
+            out["error"] = f"server exited ({server.proc.returncode}): {server.tail()}"
+        return out
+    finally:
+        if ws is not None:
+            ws.close()
+        server.stop()
+
+
+def _percentiles(samples: list[int]) -> dict[str, float]:
+    s = sorted(samples)
+    n = len(s)
+
+    def q(p: float) -> float:
+        return s[min(n - 1, max(0, math.ceil(p * n) - 1))] / 1e3  # µs
+
+    return {"p50_us": q(0.50), "p90_us": q(0.90), "p99_us": q(0.99), "p999_us": q(0.999),
+            "max_us": s[-1] / 1e3, "mean_us": sum(s) / n / 1e3}
+
+
+def run_latency(args: argparse.Namespace, system: str) -> dict[str, Any]:
+    server = Server(system, args)
+    ws: Workers | None = None
+    n = args.latency_members
+    try:
+        ws, info = _start_clients(args, server, system, "latency", n, args.senders)
+        _barrier(ws, server, args.setup_timeout)
+        ws.command(ws.procs[:], ("go",))
+        time.sleep(args.warmup)
+        m1 = _snapshot(ws, server, True)
+        time.sleep(args.duration)
+        m2 = _snapshot(ws, server, False)
+        alive = server.alive()
+        raw = ws.command(ws.role("member"), ("lat",), raw=True)
+        samples: list[int] = []
+        for blob in raw:
+            a = array("q")
+            a.frombytes(blob)
+            samples.extend(a)
+        f = _window_figures(system, m1, m2)
+        sent = sum(g["sent"] for g in f["gen"])
+        out: dict[str, Any] = {
+            "workload": "latency", "system": system, "n": n, "senders": args.senders,
+            "target_rate": args.rate, **info,
+            "messages_per_s": sent / f["window_s"], "samples": len(samples),
+            "expected_samples": sent * n,
+            **{k: v for k, v in f.items() if k != "gen"}, "gen": f["gen"],
+            "server_alive": alive,
+        }
+        if samples:
+            out.update(_percentiles(samples))
+            s = sorted(samples)
+            step = max(1, len(s) // 2000)
+            out["cdf_us"] = [v / 1e3 for v in s[::step]] + [s[-1] / 1e3]
+        else:
+            out["error"] = "no latency samples"
+        if not alive:
+            out["error"] = f"server exited ({server.proc.returncode}): {server.tail()}"
+        return out
+    finally:
+        if ws is not None:
+            ws.close()
+        server.stop()
+
+
+def _warmup_client(system: str, server: Server) -> None:
+    """One client, handshaken and gone, so lazy first-connection allocations are in 'before'."""
+    with socket.create_connection((server.host, server.port), timeout=5) as s:
+        s.settimeout(5)
+        if system.startswith("asyncchat"):
+            p = json.dumps({"type": "hello", "name": "warmup", "version": 1}).encode()
+            s.sendall(U32.pack(len(p)) + p)
+            data = b""
+            while b'"welcome"' not in data:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        elif system == "redis":
+            s.sendall(b"*1\r\n$4\r\nPING\r\n")
+            s.recv(100)
+        elif system == "nats":
+            s.recv(4096)
+            s.sendall(b'CONNECT {"verbose":false}\r\nPING\r\n')
+            s.recv(100)
+        else:
+            s.sendall(b"6         warmup")
+            time.sleep(0.1)
+
+
+def _quiesce(pids: list[int], limit: float) -> bool:
+    """Wait until each process uses under 5% CPU over 0.25 s (join storms drained, on both
+    sides: the server's buffers hold what a client has not read yet). False on timeout."""
+    deadline = time.monotonic() + limit
+
+    def cpu() -> list[float]:
+        out = []
+        for pid in pids:
+            try:
+                out.append(proc_cpu(pid))
+            except OSError:
+                out.append(0.0)
+        return out
+
+    prev = cpu()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        cur = cpu()
+        if all(c - p < 0.0125 for c, p in zip(cur, prev, strict=True)):
+            return True
+        prev = cur
+    return False
+
+
+def run_idle(args: argparse.Namespace, system: str) -> dict[str, Any]:
+    m = args.idle_count
+    server = Server(system, args, idle=m, keepalive_off=False)
+    ws: Workers | None = None
+    try:
+        _warmup_client(system, server)
+        time.sleep(0.3)
+        _quiesce([server.pid], 5)
+        rss0, _ = proc_mem(server.pid)
+        cpu0 = proc_cpu(server.pid)
+        ws, info = _start_clients(args, server, system, "idle", m, 0)
+        quiet = _quiesce([server.pid, *(p.pid for p, _, _ in ws.procs)], 60)
+        time.sleep(args.settle)
+        alive = server.alive()
+        if not alive:
+            raise RuntimeError(f"server exited ({server.proc.returncode}): {server.tail()}")
+        rss1, hwm = proc_mem(server.pid)
+        cpu1 = proc_cpu(server.pid)
+        # Is a new client still answered promptly with M held open? A whole handshake, timed
+        # (the textbook servers answer nothing to a handshake, so there is nothing to time).
+        fresh_ms = None
+        if system.startswith("asyncchat") or system in ("redis", "nats"):
+            samples = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                _warmup_client(system, server)
+                samples.append(1e3 * (time.perf_counter() - t0))
+            fresh_ms = statistics.median(samples)
+        marks = ws.command(ws.procs[:], ("mark", {"record": False}))
+        live = sum(r["live"] for r in marks)
+        rx = sum(r["rx"] for r in marks)
+        lost = sum(r["lost"] for r in marks)
+        errors: collections.Counter[str] = collections.Counter()
+        for r in marks:
+            errors.update(r["errors"])
+        out = {
+            "workload": "idle", "system": system, "n": m, **info,
+            "rss_before_kib": rss0, "rss_after_kib": rss1, "rss_peak_kib": hwm,
+            "rss_per_conn_kib": (rss1 - rss0) / m,
+            "peak_per_conn_kib": (hwm - rss0) / m,
+            "server_us_per_connect": 1e6 * (cpu1 - cpu0) / m,
+            "connects_per_s": m / info["connect_s"],
+            "fresh_handshake_ms": fresh_ms,
+            "live": live, "lost": lost, "errors": dict(errors), "server_alive": alive,
+            "client_rx_bytes": rx, "quiet": quiet,
+        }
+        if not quiet:
+            out["error"] = "the server or the clients were still busy after 60 s"
+        if live < m:
+            out["error"] = f"only {live} of {m} clients still connected"
+        return out
+    finally:
+        if ws is not None:
+            ws.close()
+        server.stop()
