@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from asyncchat import ChatServer, connect
-from asyncchat.storage import SQLiteStore
+from asyncchat.backends.sqlite import SQLiteStore
 
 from .conftest import WAIT, RawClient
 
@@ -673,9 +673,9 @@ def test_operator_console_survives_a_refused_announcement() -> None:
         async with ChatServer("127.0.0.1", 0) as server:
             out = io.StringIO()
             with redirect_stdout(out):
-                _operator_command(server, "/say nowhere hello", asyncio.Event())
+                await _operator_command(server, "/say nowhere hello", asyncio.Event())
                 server.hub.rooms.pop("lobby")  # as if announcing failed
-                _operator_command(server, "plain line", asyncio.Event())
+                await _operator_command(server, "plain line", asyncio.Event())
             return out.getvalue()
 
     out = asyncio.run(run())

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from asyncchat.backends import LocalBroker
 from asyncchat.errors import ErrorCode, ProtocolError
 from asyncchat.framing import FrameDecoder
 from asyncchat.hub import Hub, Member
@@ -42,7 +43,8 @@ class Sink:
 
 
 def _hub(**limits: Any) -> Hub:
-    return Hub(Limits(**limits), clock=lambda: 1000.0)
+    clock = lambda: 1000.0  # noqa: E731
+    return Hub(Limits(**limits), LocalBroker(clock=clock), clock=clock)
 
 
 def _member(hub: Hub, name: str, *rooms: str, cap: int | None = None) -> tuple[Member, Sink]:

@@ -25,9 +25,9 @@ from asyncchat import (
     Reconnecting,
     connect,
 )
+from asyncchat.backends.sqlite import SQLiteStore
 from asyncchat.client import StreamEvent
 from asyncchat.events import HistoryEnd
-from asyncchat.storage import SQLiteStore
 from asyncchat.tui import Terminal
 
 from .conftest import WAIT, RawClient

@@ -20,13 +20,11 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
-import orjson
-
-from . import __version__
+from . import __version__, wire
+from .backends.sqlite import DEFAULT_DB_PATH, SQLiteStore, default_db_path
 from .errors import ChatError, ConfigError, ConnectionClosed, ProtocolError, ServerError
 from .limits import Limits
 from .server import ChatServer
-from .storage import DEFAULT_DB_PATH, SQLiteStore, default_db_path
 from .text import escape
 from .tui import DEFAULT_GIVE_UP, run_terminal
 from .validation import name_key
@@ -407,7 +405,7 @@ def _export(args: argparse.Namespace) -> int:
         out = sys.stdout
         for rec in store.export(key, since=args.since):
             if args.format == "jsonl":
-                out.write(orjson.dumps(rec.wire(history=False)).decode() + "\n")
+                out.write(wire.message(rec.name, rec.seq, rec.sender, rec.text, rec.ts, rec.action)[4:].decode() + "\n")
             else:
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec.ts))
                 body = escape(rec.text, newlines=True).replace("\n", "\n    ")

@@ -419,6 +419,7 @@ class Error(Event):
 class Bye(Event):
     TYPE: ClassVar[str] = "bye"
     reason: str = _m(_str)
+    message: str | None = _m(_str, None)
 
 
 ClientEvent = (

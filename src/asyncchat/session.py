@@ -2,7 +2,11 @@
 
 The connection layer feeds each payload to :meth:`Session.receive`. A refused request raises
 :class:`~asyncchat.errors.ProtocolError`; the connection layer hands it to
-:meth:`Session.error_frame`/``send_error`` and closes only when ``exc.closes``.
+:meth:`Session.send_error` and closes only when ``exc.closes``. A valid ``hello`` is returned by
+:meth:`Session.receive` instead of answered: the connection runs admission (the asynchronous
+steps between ``hello`` and ``welcome``: reclaiming a name from a dead connection today) and
+then calls :meth:`Session.accept`, which names the member, sends ``welcome`` and joins its
+rooms. The same session serves every transport.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import wire
 from .errors import ErrorCode, ProtocolError
 from .events import (
     PROTOCOL_VERSION,
+    Hello,
     HistoryRequest,
     Join,
     Leave,
@@ -27,8 +33,9 @@ from .events import (
     WhoRequest,
     parse_client,
 )
-from .framing import encode, loads
-from .hub import LOBBY, Hub, Member, Sink
+from .framing import loads
+from .hub import LOBBY, Hub, Member
+from .interfaces import Sink
 from .validation import check_room, check_text, name_key
 
 __all__ = ["SERVER_VERSION", "Session", "TokenBucket"]
@@ -84,6 +91,8 @@ class Session:
         self.member: Member | None = None
         self.closing = False
         self._hellos = 0
+        #: The hello being admitted: its rooms by key, and the resume positions by key.
+        self._admitting: tuple[Hello, dict[str, str], dict[str, int]] | None = None
         limits = hub.limits
         self._max_text = limits.max_text
         self._bucket = TokenBucket(limits.rate, limits.burst, monotonic)
@@ -100,14 +109,15 @@ class Session:
 
     def send_error(self, exc: ProtocolError) -> None:
         """Queue the ``error`` frame for ``exc``."""
-        self.send(error_frame(exc))
+        self.send(wire.error_for(exc))
 
     # ------------------------------------------------------------------ input
 
-    def receive(self, payload: bytes) -> None:
-        """Handle one frame's payload. Raises ``ProtocolError``."""
+    def receive(self, payload: bytes) -> Hello | None:
+        """Handle one frame's payload. Returns a valid ``hello`` to admit (then call
+        :meth:`accept`), else None. Raises ``ProtocolError``."""
         if self.closing:
-            return  # frames after quit are dropped: the connection is closing
+            return None  # frames after quit are dropped: the connection is closing
         m = self.member
         if m is None:
             try:
@@ -116,13 +126,12 @@ class Session:
                 raise ProtocolError(
                     ErrorCode.HELLO_REQUIRED, "the first frame must be a hello"
                 ) from None
-            self._handshake(obj)
-            return
+            return self._hello(obj)
         obj = loads(payload)
         # The hot path first: a plain say, checked without building an event object.
         if obj["type"] == "say":
             self._say(m, obj)
-            return
+            return None
         event = parse_client(obj)
         match event:
             case SendDm(to=to, text=text, id=ref):
@@ -137,14 +146,13 @@ class Session:
                 self._with_ref(ref, self.hub.rename, m, name, ref)
             case WhoRequest(room=room, id=ref):
                 name, names = self._with_ref(ref, self.hub.who, room)
-                reply: dict[str, Any] = {"type": "who", "room": name, "names": names}
-                self.send(encode(_with(reply, ref)))
+                self.send(wire.who(name, names, ref))
             case RoomsRequest(id=ref):
-                self.send(encode(_with({"type": "rooms", "rooms": self.hub.room_list()}, ref)))
+                self.send(wire.rooms(self.hub.room_list(), ref))
             case HistoryRequest(room=room, before=before, after=after, limit=limit, id=ref):
                 self.hub.history(m, room, before=before, after=after, limit=limit, ref=ref)
             case Ping(data=data):
-                self.send(encode(_with_data({"type": "pong"}, data)))
+                self.send(wire.pong(data))
             case Pong():
                 pass  # any frame proves liveness; the connection layer noted it
             case Quit():
@@ -156,6 +164,7 @@ class Session:
                     f"{event.TYPE!r} is not allowed after hello",
                     ref=getattr(event, "id", None),
                 )
+        return None
 
     def _say(self, m: Member, obj: dict[str, Any]) -> None:
         room, text, ref, action = obj.get("room"), obj.get("text"), obj.get("id"), obj.get("action")
@@ -212,7 +221,8 @@ class Session:
                 exc.ref = ref
             raise
 
-    def _handshake(self, obj: dict[str, Any]) -> None:
+    def _hello(self, obj: dict[str, Any]) -> Hello:
+        """Check a frame before ``welcome``: it must be a valid ``hello``."""
         if obj["type"] != "hello":
             raise ProtocolError(ErrorCode.HELLO_REQUIRED, "the first frame must be hello")
         self._hellos += 1
@@ -225,19 +235,16 @@ class Session:
                 ref=ref if type(ref) in (str, int) else None,
             )
         hello = parse_client(obj)
-        assert hello.TYPE == "hello"
-        ref = hello.id  # type: ignore[union-attr]
-        if hello.version != PROTOCOL_VERSION:  # type: ignore[union-attr]
+        assert isinstance(hello, Hello)
+        ref = hello.id
+        if hello.version != PROTOCOL_VERSION:
             raise ProtocolError(
                 ErrorCode.VERSION_UNSUPPORTED,
                 f"this server speaks version {PROTOCOL_VERSION}",
                 ref=ref,
             )
-        resume = hello.resume or {}  # type: ignore[union-attr]
-        if hello.rooms is not None:  # type: ignore[union-attr]
-            rooms = list(hello.rooms)  # type: ignore[union-attr]
-        else:
-            rooms = list(resume) if resume else [LOBBY]
+        resume = hello.resume or {}
+        rooms = list(hello.rooms) if hello.rooms is not None else list(resume) or [LOBBY]
         rooms += [r for r in resume if r not in rooms]  # resuming a room rejoins it
         limits = self.hub.limits
         if len(rooms) > limits.max_rooms_per_client:
@@ -250,47 +257,34 @@ class Session:
         for room in rooms:
             self._with_ref(ref, check_room, room)
             wanted.setdefault(name_key(room), room)
-        m = self._with_ref(ref, self.hub.add_member, hello.name, self.sink)  # type: ignore[union-attr]
+        after = {name_key(r): seq for r, seq in resume.items()}
+        self._admitting = (hello, wanted, after)
+        return hello
+
+    def accept(self, hello: Hello) -> Member:
+        """Admission passed: name the member, send ``welcome``, join its rooms (replaying
+        their history). Raises ``name_invalid`` or ``name_taken``."""
+        assert self._admitting is not None and self._admitting[0] is hello
+        _, wanted, after = self._admitting
+        ref = hello.id
+        m: Member = self._with_ref(ref, self.hub.add_member, hello.name, self.sink)
         self.member = m
+        self._admitting = None
         existing = self.hub.rooms
         joined = [existing[k].name if k in existing else r for k, r in wanted.items()]
-        welcome: dict[str, Any] = {
-            "type": "welcome",
-            "name": m.name,
-            "version": PROTOCOL_VERSION,
-            "server": SERVER_VERSION,
-            "rooms": joined,
-            "limits": limits.announced(),
-        }
-        if self.motd:
-            welcome["motd"] = self.motd
-        if self.hub.store is not None:
-            welcome["history"] = True
-        self.send(encode(_with(welcome, ref)))
+        self.send(
+            wire.welcome(
+                m.name,
+                joined,
+                self.hub.limits.announced(),
+                server=SERVER_VERSION,
+                motd=self.motd,
+                history=self.hub.broker.history,
+                ref=ref,
+            )
+        )
         log.info("%s connected from %s", m.name, self.peer)
-        after = {name_key(r): seq for r, seq in resume.items()}
-        budget = self.hub.replay_budget()  # shared by every room's replay
+        budget = self.hub.replay.budget()  # shared by every room's replay
         for key, room in wanted.items():
             self.hub.join(m, room, resume_after=after.get(key), budget=budget)
-
-
-def error_frame(exc: ProtocolError) -> bytes:
-    """The ``error`` frame for ``exc``."""
-    obj: dict[str, Any] = {"type": "error", "code": str(exc.code), "message": exc.message}
-    if exc.ref is not None:
-        obj["ref"] = exc.ref
-    if exc.retry_after is not None:
-        obj["retry_after"] = exc.retry_after
-    return encode(obj)
-
-
-def _with(obj: dict[str, Any], ref: Any) -> dict[str, Any]:
-    if ref is not None:
-        obj["ref"] = ref
-    return obj
-
-
-def _with_data(obj: dict[str, Any], data: Any) -> dict[str, Any]:
-    if data is not None:
-        obj["data"] = data
-    return obj
+        return m

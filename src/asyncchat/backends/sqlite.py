@@ -1,4 +1,4 @@
-"""The history store: SQLite by default, behind the small :class:`HistoryStore` interface.
+"""The history store in SQLite (the default), behind :class:`~asyncchat.interfaces.HistoryStore`.
 
 Writes go through one writer thread that owns its own connection. :meth:`SQLiteStore.submit`
 appends a record to a list on the event loop's thread; while the writer is idle, the list is
@@ -26,22 +26,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 import orjson
 
-from .errors import ConfigError, StoreError
+from ..errors import ConfigError, StoreError
+from ..interfaces import Page, Record
 
-__all__ = [
-    "DEFAULT_DB_PATH",
-    "HistoryStore",
-    "Page",
-    "Record",
-    "SQLiteStore",
-    "default_db_path",
-]
+__all__ = ["DEFAULT_DB_PATH", "SQLiteStore", "default_db_path"]
 
 log = logging.getLogger("asyncchat.storage")
 
@@ -81,86 +74,6 @@ def default_db_path() -> Path:
 
 
 DEFAULT_DB_PATH = "~/.local/share/asyncchat/history.db"
-
-
-class Record(NamedTuple):
-    """One stored room message (a named tuple: made once per message on the hot path)."""
-
-    room: str  # the room key
-    name: str  # the room's display name
-    seq: int
-    sender: str
-    text: str
-    ts: float
-    action: bool = False
-    client_key: str | None = None
-
-    def wire(self, *, history: bool = True) -> dict[str, Any]:
-        """The ``message`` object of this record."""
-        obj: dict[str, Any] = {
-            "type": "message",
-            "room": self.name,
-            "seq": self.seq,
-            "from": self.sender,
-            "text": self.text,
-            "ts": self.ts,
-        }
-        if self.action:
-            obj["action"] = True
-        if history:
-            obj["history"] = True
-        return obj
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """A page of history, oldest first. ``more``: messages exist beyond it in the direction
-    asked; ``first_kept``: the lowest seq still stored for the room (0 if none)."""
-
-    records: list[Record]
-    more: bool
-    first_kept: int
-
-
-class HistoryStore(Protocol):
-    """What the hub needs from a history backend."""
-
-    def open(
-        self,
-        on_commit: Callable[[list[tuple[Record, Any]]], None],
-        call_soon: Callable[..., Any],
-        call_soon_threadsafe: Callable[..., Any],
-    ) -> None:
-        """Open the store; committed batches are reported through ``on_commit`` on the loop."""
-        ...
-
-    def last_seqs(self) -> dict[str, int]:
-        """The last seq of every room that ever had a message."""
-        ...
-
-    def recent_client_keys(self, since: float) -> dict[str, tuple[str, str, int, float]]:
-        """client_key → (room key, room name, seq, ts) for messages stored since ``since``."""
-        ...
-
-    @property
-    def failed(self) -> BaseException | None:
-        """Why the store stopped storing, or None while it works."""
-        ...
-
-    def submit(self, record: Record, token: Any) -> None:
-        """Queue ``record`` for a durable write; ``token`` comes back with it in ``on_commit``.
-        Raises ``StoreError`` once the store has failed."""
-        ...
-
-    def page(
-        self, room: str, *, before: int | None = None, after: int | None = None, limit: int
-    ) -> Page:
-        """A page of a room's messages (see :meth:`SQLiteStore.page`)."""
-        ...
-
-    def close(self) -> None:
-        """Commit what is queued and close."""
-        ...
 
 
 _STOP = object()

@@ -1,0 +1,156 @@
+"""The in-process broker: per-room seq, the idempotency window, and (optionally) a store.
+
+Without a store a published message is delivered at once, in the same call: the hub fans it out
+and acknowledges it before :meth:`LocalBroker.publish` returns. With a store it is submitted,
+and delivered when the store reports it committed, so that an acknowledged message is stored.
+
+The idempotency window lives here, beside the store, because it must hold across restarts
+(its ids are reloaded from the store) and, in a cluster, across nodes (the Redis broker keeps
+its own). A re-send of a ``client_key`` seen within ``idempotency_window`` seconds is not posted
+again: the original seq and ts are delivered back (not fresh), and a re-send that arrives while
+the first copy is being stored waits for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from ..interfaces import Deliver, HistoryStore, Page, Record
+from ..limits import DEFAULT_IDEMPOTENCY_WINDOW
+
+__all__ = ["MAX_REMEMBERED_IDS", "LocalBroker"]
+
+T = TypeVar("T")
+
+#: Re-sendable message ids remembered at the most (the window is also bounded in time by
+#: ``idempotency_window``): about 150 bytes each.
+MAX_REMEMBERED_IDS = 100_000
+
+#: What the window remembers of a stored message: (room name, seq, ts); or, while the first
+#: copy is being stored, the tokens of the re-sends waiting for it.
+_Seen = tuple[str, int, float] | list[Any]
+
+
+class LocalBroker(Generic[T]):
+    """Orders room messages in this process; keeps them in ``store`` when given (opened by
+    :meth:`start`). ``clock`` gives message timestamps (Unix seconds)."""
+
+    def __init__(
+        self,
+        store: HistoryStore[T] | None = None,
+        *,
+        idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.window = idempotency_window
+        self.clock = clock
+        self._deliver: Deliver[T] | None = None
+        #: The last seq of every room that ever had a message (a room never repeats one).
+        self._seq: dict[str, int] = {}
+        self._recent: OrderedDict[str, _Seen] = OrderedDict()
+
+    @property
+    def history(self) -> bool:
+        return self.store is not None
+
+    @property
+    def failed(self) -> BaseException | None:
+        return None if self.store is None else self.store.failed
+
+    def attach(self, deliver: Deliver[T]) -> None:
+        self._deliver = deliver
+
+    def start(
+        self, call_soon: Callable[..., Any], call_soon_threadsafe: Callable[..., Any]
+    ) -> None:
+        """Open the store: seq continues from it, and ids re-sent within the window are
+        recognised across the restart."""
+        store = self.store
+        if store is None:
+            return
+        store.open(self._committed, call_soon, call_soon_threadsafe)
+        self._seq = store.last_seqs()
+        recent = store.recent_client_keys(self.clock() - self.window)
+        for key, (_room, name, seq, ts) in sorted(recent.items(), key=lambda kv: kv[1][3]):
+            self._recent[key] = (name, seq, ts)
+
+    def last_seq(self, room: str) -> int:
+        return self._seq.get(room, 0)
+
+    def publish(
+        self,
+        room: str,
+        name: str,
+        sender: str,
+        text: str,
+        action: bool,
+        client_key: str | None,
+        token: T,
+    ) -> int:
+        deliver = self._deliver
+        assert deliver is not None, "attach() the hub first"
+        if client_key is not None:
+            seen = self._recent.get(client_key)
+            if seen is not None:
+                if isinstance(seen, list):
+                    seen.append(token)  # the first copy is being stored: acked with it
+                    return 0
+                name, seq, ts = seen
+                deliver(Record(room, name, seq, sender, "", ts), token, False)
+                return seq
+        seq = self._seq[room] = self._seq.get(room, 0) + 1
+        record = Record(room, name, seq, sender, text, self.clock(), action, client_key)
+        store = self.store
+        if store is not None:
+            store.submit(record, token)  # raises StoreError once the store has failed
+            if client_key is not None:
+                self._remember(client_key, [])
+            return seq
+        if client_key is not None:
+            self._remember(client_key, (name, seq, record.ts))
+        deliver(record, token, True)
+        return seq
+
+    def _committed(self, batch: list[tuple[Record, T]]) -> None:
+        """The store reports stored messages, in order: deliver each, and the re-sends that
+        waited for it."""
+        deliver = self._deliver
+        assert deliver is not None
+        recent = self._recent
+        for record, token in batch:
+            deliver(record, token, True)
+            key = record.client_key
+            if key is not None:
+                waiting = recent.get(key)
+                self._remember(key, (record.name, record.seq, record.ts))
+                if isinstance(waiting, list):
+                    for other in waiting:
+                        deliver(record._replace(text=""), other, False)
+
+    def _remember(self, key: str, value: _Seen) -> None:
+        recent = self._recent
+        recent[key] = value
+        recent.move_to_end(key)
+        horizon = self.clock() - self.window
+        while recent:
+            oldest = next(iter(recent.values()))
+            if len(recent) <= MAX_REMEMBERED_IDS and (
+                isinstance(oldest, list) or oldest[2] >= horizon
+            ):
+                break
+            recent.popitem(last=False)
+
+    def page(
+        self, room: str, *, before: int | None = None, after: int | None = None, limit: int
+    ) -> Page:
+        if self.store is None:
+            return Page([], False, 0)
+        return self.store.page(room, before=before, after=after, limit=limit)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()

@@ -1,0 +1,199 @@
+"""The seams of the server, in one backend-neutral module: Protocols and the records they pass.
+
+::
+
+    Sink          where one member's bytes go (every transport implements it)
+    Codec         a sans-I/O translator for a wire other than the native 4-byte frames
+    HistoryStore  where room messages are kept (SQLite by default)
+    Broker        assigns each room message its seq, stores it, dedupes re-sends, and hands
+                  it back to the hub for fan-out and ack (in process today; Redis for a cluster)
+
+Nothing here does I/O or imports a backend: the core (hub, session, replay) is written against
+these names only, and the adapters (transports, backends) implement them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+from .events import ClientEvent, Ref
+
+__all__ = [
+    "Broker",
+    "Codec",
+    "Deliver",
+    "HistoryStore",
+    "Page",
+    "Record",
+    "Ref",
+    "Sink",
+]
+
+T = TypeVar("T")
+
+
+class Sink(Protocol):
+    """Where a member's bytes go; implemented by every transport's connection."""
+
+    @property
+    def last_activity(self) -> float:
+        """Monotonic seconds (the event loop's clock) when the peer last sent anything."""
+        ...
+
+    def write(self, data: bytes) -> bool:
+        """Hand ``data`` to the transport; False when the member is over its backlog bound."""
+        ...
+
+    def close(self, final: bytes = b"", *, abort: bool = False) -> None:
+        """Write ``final`` if it fits, then close (``abort``: without waiting for the buffer)."""
+        ...
+
+    def ping(self) -> None:
+        """Send a ``ping`` now; any frame the peer sends afterwards proves it alive."""
+        ...
+
+
+class Codec(Protocol):
+    """A sans-I/O translator between another wire and the native messages: bytes in, client
+    events out; native server frames (4-byte length + JSON) in, bytes of its own wire out.
+    The native TCP transport needs none: it reads frames with ``readexactly``."""
+
+    def receive(self, data: bytes) -> Iterable[ClientEvent]:
+        """Feed received bytes; the complete client messages they finish. Raises
+        ``ProtocolError`` for input that breaks this wire's rules."""
+        ...
+
+    def render(self, frames: bytes) -> bytes:
+        """One or more native server frames as this wire's bytes."""
+        ...
+
+
+class Record(NamedTuple):
+    """One room message as stored and published (a named tuple: one is made per message)."""
+
+    room: str  # the room key (see validation.name_key)
+    name: str  # the room's display name
+    seq: int
+    sender: str
+    text: str
+    ts: float
+    action: bool = False
+    #: sender key + room key + the client's id, for idempotent re-sends (None: no id given)
+    client_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of history, oldest first. ``more``: messages exist beyond it in the direction
+    asked; ``first_kept``: the lowest seq still stored for the room (0 if none)."""
+
+    records: list[Record]
+    more: bool
+    first_kept: int
+
+
+class HistoryStore(Protocol[T]):
+    """Where room messages are kept. ``T`` is the publisher's token, handed back on commit."""
+
+    def open(
+        self,
+        on_commit: Callable[[list[tuple[Record, T]]], None],
+        call_soon: Callable[..., Any],
+        call_soon_threadsafe: Callable[..., Any],
+    ) -> None:
+        """Open the store; committed batches are reported through ``on_commit`` on the loop."""
+        ...
+
+    def last_seqs(self) -> dict[str, int]:
+        """The last seq of every room that ever had a message."""
+        ...
+
+    def recent_client_keys(self, since: float) -> dict[str, tuple[str, str, int, float]]:
+        """client_key → (room key, room name, seq, ts) for messages stored since ``since``."""
+        ...
+
+    @property
+    def failed(self) -> BaseException | None:
+        """Why the store stopped storing, or None while it works."""
+        ...
+
+    def submit(self, record: Record, token: T) -> None:
+        """Queue ``record`` for a durable write; ``token`` comes back with it in ``on_commit``.
+        Raises ``StoreError`` once the store has failed."""
+        ...
+
+    def page(
+        self, room: str, *, before: int | None = None, after: int | None = None, limit: int
+    ) -> Page:
+        """With ``after``: the oldest ``limit`` messages with seq > after (and < before, if
+        given); otherwise the newest ``limit`` with seq < before. Oldest first."""
+        ...
+
+    def close(self) -> None:
+        """Commit what is queued and close."""
+        ...
+
+
+#: The hub's callback for each published message: ``deliver(record, token, fresh)``.
+#: ``fresh``: a new message, to fan out and acknowledge; otherwise a re-send of one already
+#: posted (same client id), to acknowledge only: then ``record.text`` is empty, and only its
+#: room, name, seq and ts are meaningful.
+Deliver = Callable[[Record, T, bool], None]
+
+
+class Broker(Protocol[T]):
+    """Orders, stores and dedupes room messages. ``T`` is the hub's token (who to acknowledge),
+    opaque to the broker. The hub calls :meth:`attach` once; the server calls :meth:`start` on
+    the event loop before serving and :meth:`close` after."""
+
+    @property
+    def history(self) -> bool:
+        """Whether messages are kept (replay on join, resume, history paging)."""
+        ...
+
+    @property
+    def failed(self) -> BaseException | None:
+        """Why publishing stopped working (the store failed), or None."""
+        ...
+
+    def attach(self, deliver: Deliver[T]) -> None:
+        """Where published messages go back to, in per-room seq order."""
+        ...
+
+    def start(
+        self, call_soon: Callable[..., Any], call_soon_threadsafe: Callable[..., Any]
+    ) -> None:
+        """Open the backend. Raises ``ConfigError`` when it cannot be used."""
+        ...
+
+    def last_seq(self, room: str) -> int:
+        """The last seq given in room ``room`` (a key), 0 if none ever was."""
+        ...
+
+    def publish(
+        self,
+        room: str,
+        name: str,
+        sender: str,
+        text: str,
+        action: bool,
+        client_key: str | None,
+        token: T,
+    ) -> int:
+        """Assign the next seq of room ``room`` (a key; ``name`` its display name), store the
+        message, and deliver it (at once, or once stored). A ``client_key`` seen within the
+        idempotency window is not posted again: its original record is delivered not fresh.
+        Returns the seq when it is known now, else 0."""
+        ...
+
+    def page(
+        self, room: str, *, before: int | None = None, after: int | None = None, limit: int
+    ) -> Page:
+        """A page of room ``room``'s stored messages (see :meth:`HistoryStore.page`)."""
+        ...
+
+    def close(self) -> None:
+        """Stop; what is queued is stored if it can be."""
+        ...

@@ -1,0 +1,91 @@
+"""Admission: who may connect, and the asynchronous steps between ``hello`` and ``welcome``.
+
+One place for every transport and listener. At accept, :meth:`Admission.refusal` applies
+``max_connections`` and ``max_per_ip`` across all listeners; after a valid ``hello``,
+:meth:`Admission.admit` runs what must happen before the name is given: today, reclaiming a name
+from a connection that died without a FIN (next: authentication, bans, cluster name claims).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any
+
+from ..errors import ErrorCode
+from ..events import Hello
+from ..hub import Hub
+from ..validation import name_key
+from .connection import Connection
+
+__all__ = ["RECLAIM_QUIET", "RECLAIM_TIMEOUT", "Admission"]
+
+log = logging.getLogger("asyncchat.server")
+
+#: Seconds of silence after which the holder of a name a new connection asks for is pinged,
+#: and seconds it then has to answer before the name is taken from it (a client reconnecting
+#: after its old connection died without a FIN, which the server cannot otherwise tell for up
+#: to ping_interval + ping_timeout).
+RECLAIM_QUIET = 1.0
+RECLAIM_TIMEOUT = 2.0
+
+
+class Admission:
+    """The connections of one server, across its listeners, and the checks on joining it."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.limits = hub.limits
+        #: Every open connection and the task serving it.
+        self.connections: dict[Connection, asyncio.Task[Any]] = {}
+        self._per_ip: Counter[str] = Counter()
+        #: Set when the server shuts down: new connections are refused.
+        self.closing = False
+
+    def refusal(self, ip: str) -> str | None:
+        """Why a new connection from ``ip`` is refused, or None to accept it."""
+        limits = self.limits
+        if self.closing:
+            return "the server is shutting down"
+        if len(self.connections) >= limits.max_connections:
+            return f"the server is full ({limits.max_connections} connections)"
+        if self._per_ip[ip] >= limits.max_per_ip and not limits.exempt(ip):
+            return f"too many connections from {ip} (max_per_ip={limits.max_per_ip})"
+        return None
+
+    def opened(self, conn: Connection, task: asyncio.Task[Any], ip: str) -> None:
+        """Count ``conn`` (served by ``task``) from ``ip`` until :meth:`closed`."""
+        self.connections[conn] = task
+        self._per_ip[ip] += 1
+
+    def closed(self, conn: Connection, ip: str) -> None:
+        """``conn`` is gone."""
+        del self.connections[conn]
+        self._per_ip[ip] -= 1
+        if not self._per_ip[ip]:
+            del self._per_ip[ip]
+
+    async def admit(self, hello: Hello) -> None:
+        """What must pass before ``hello`` is welcomed. A name held by a connection that has
+        been silent for ``RECLAIM_QUIET`` seconds is reclaimed: the holder is pinged and, if
+        nothing comes back within ``RECLAIM_TIMEOUT``, evicted (its rooms see ``left``
+        ``timeout``). Works for a holder on any transport, through its sink."""
+        holder = self.hub.members.get(name_key(hello.name))
+        if holder is None:
+            return
+        sink = holder.sink
+        loop = asyncio.get_running_loop()
+        heard = sink.last_activity
+        if loop.time() - heard < RECLAIM_QUIET:
+            return
+        sink.ping()
+        deadline = loop.time() + RECLAIM_TIMEOUT
+        while loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            if not holder.alive or sink.last_activity != heard:
+                return
+        log.info("%s did not answer a ping: its name goes to a new connection", holder.name)
+        self.hub.evict(
+            holder, "timeout", "your name was reclaimed by a new connection", code=ErrorCode.TIMEOUT
+        )

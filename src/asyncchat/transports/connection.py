@@ -1,0 +1,268 @@
+"""The transport-independent core of one client connection.
+
+A :class:`Connection` is the member's :class:`~asyncchat.interfaces.Sink` (bytes handed to the
+transport, the backlog bound checked), its read loop over whatever yields the transport's frames,
+the keepalive and write-stall checks the server's watchdog ticks, the one fail rule (send the
+error and a ``bye``, then close), and an idempotent close. It knows nothing of the listener or
+the server: the hub, the limits and admission are handed to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from .. import wire
+from ..errors import ErrorCode, ProtocolError
+from ..events import Hello
+from ..hub import Hub
+from ..limits import Limits
+from ..session import Session
+
+__all__ = ["PRE_HANDSHAKE_MAX_FRAME", "Admit", "Connection", "ReadFrame"]
+
+log = logging.getLogger("asyncchat.server")
+
+#: Bytes of one frame before the handshake: a ``hello`` with 32 rooms of 64 characters and a
+#: resume map fits in well under this, and nothing larger is buffered from an unnamed peer.
+PRE_HANDSHAKE_MAX_FRAME = 16_384
+
+#: ``await read(max_frame)``: the next frame's payload. Raises ``ProtocolError``
+#: (``frame_too_large``: the stream cannot go on), ``asyncio.IncompleteReadError`` or
+#: ``ConnectionError`` when the peer is gone.
+ReadFrame = Callable[[int], Awaitable[bytes]]
+#: ``await admit(hello)``: admission of a valid hello (see :class:`.admission.Admission`);
+#: raises ``ProtocolError`` to refuse it.
+Admit = Callable[[Hello], Awaitable[None]]
+
+_LEFT_REASON = {
+    ErrorCode.TIMEOUT: "timeout",
+    ErrorCode.SLOW_CONSUMER: "slow_consumer",
+    ErrorCode.RATE_LIMITED: "kicked",
+}
+
+
+class Connection:
+    """One client connection on any transport. Closing is idempotent."""
+
+    def __init__(
+        self,
+        transport: asyncio.WriteTransport,
+        peer: str,
+        *,
+        hub: Hub,
+        admit: Admit,
+        motd: str | None = None,
+    ) -> None:
+        self.hub = hub
+        self.limits: Limits = hub.limits
+        self.admit = admit
+        self.transport = transport
+        self.peer = peer
+        self.max_outbox = self.limits.max_outbox
+        self.session = Session(hub, self, peer=peer, motd=motd)
+        self.closed = False
+        self.aborted = False
+        self.why = "disconnect"
+        loop = asyncio.get_running_loop()
+        self._time = loop.time
+        self.last_activity = loop.time()
+        self.ping_at: float | None = None
+        self._pings = 0
+        # Write progress, for write_timeout: bytes handed to the transport, and what had been
+        # drained to the socket at the last watchdog tick.
+        self.handed = 0
+        self._drained_mark = 0
+        self._stall_since: float | None = None
+
+    # ------------------------------------------------------------------ Sink
+
+    def write(self, data: bytes) -> bool:
+        transport = self.transport
+        if self.closed or transport.is_closing():
+            return True  # the peer is gone (uvloop raises on a write now): finish removes it
+        # Hand the bytes over first: the transport sends what the socket takes at once, and
+        # only what is left unsent is backlog. Memory stays bounded by max_outbox plus one
+        # write, and a member over the bound is evicted (and aborted) right after.
+        transport.write(data)
+        self.handed += len(data)
+        return transport.get_write_buffer_size() <= self.max_outbox
+
+    def close(self, final: bytes = b"", *, abort: bool = False) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        transport = self.transport
+        if transport.is_closing():
+            return
+        if final and transport.get_write_buffer_size() + len(final) <= self.max_outbox:
+            transport.write(final)
+        if abort:
+            self.aborted = True
+            transport.abort()
+        else:
+            transport.close()
+
+    def ping(self) -> None:
+        """Send a ping now (keepalive, or a name reclaim)."""
+        m = self.session.member
+        if m is not None:
+            self._pings += 1
+            self.hub.send(m, wire.ping(self._pings))
+
+    # ------------------------------------------------------------------ read loop
+
+    async def run(self, read: ReadFrame, wait_closed: Callable[[], Awaitable[None]]) -> None:
+        """Serve the connection: frames from ``read`` until the peer goes, quits or is closed;
+        then wait (at most ``write_timeout``) for ``wait_closed`` while the last bytes drain."""
+        limits = self.limits
+        session = self.session
+        try:
+            try:
+                async with asyncio.timeout(limits.handshake_timeout):
+                    pre_max = min(limits.max_frame, PRE_HANDSHAKE_MAX_FRAME)
+                    while session.member is None and not self.closed:
+                        await self._handshake_frame(read, pre_max)
+            except TimeoutError:
+                self.fail(ProtocolError(ErrorCode.TIMEOUT, "no hello within handshake_timeout"))
+                log.info("%s: no hello within %ss", self.peer, limits.handshake_timeout)
+                return
+            max_frame = limits.max_frame
+            receive = session.receive
+            time = self._time
+            while not self.closed and not session.closing:
+                try:
+                    payload = await read(max_frame)
+                except ProtocolError as exc:
+                    self.fail(exc)
+                    break
+                self.last_activity = time()
+                self.ping_at = None
+                try:
+                    receive(payload)
+                except ProtocolError as exc:
+                    if exc.closes:
+                        self.fail(exc)
+                    else:
+                        session.send_error(exc)
+            await self._quit()
+        except asyncio.IncompleteReadError as exc:
+            self.why = "connection lost" + (" mid-frame" if exc.partial else "")
+        except ConnectionError as exc:
+            self.why = f"connection lost ({exc.__class__.__name__})"
+        finally:
+            self.finish()
+        if not self.aborted:
+            # Let what is buffered (a bye, the last replies) drain, but never wait on a client
+            # that does not read for longer than write_timeout.
+            try:
+                async with asyncio.timeout(limits.write_timeout):
+                    await wait_closed()
+            except TimeoutError:
+                self.transport.abort()
+            except OSError:
+                pass
+
+    async def _handshake_frame(self, read: ReadFrame, max_frame: int) -> None:
+        """One frame before ``welcome``: a hello goes through admission, then is accepted."""
+        try:
+            payload = await read(max_frame)
+        except ProtocolError as exc:
+            self.fail(exc)
+            return
+        self.last_activity = self._time()
+        session = self.session
+        try:
+            hello = session.receive(payload)
+            if hello is not None:
+                await self.admit(hello)
+                if not self.closed:
+                    session.accept(hello)
+        except ProtocolError as exc:
+            if exc.closes:
+                self.fail(exc)
+            else:
+                session.send_error(exc)
+
+    async def _quit(self) -> None:
+        """After ``quit``: leave once the acks of messages still being stored went out."""
+        m = self.session.member
+        if not (self.session.closing and m is not None):
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.write_timeout
+        # Polls a counter the hub keeps: an Event per member would cost every connection memory
+        # for what only a quit with messages in flight needs.
+        while m.inflight and m.alive and not self.closed and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        self.hub.remove_member(m, "quit")
+
+    def fail(self, exc: ProtocolError) -> None:
+        """Send the error (after whatever was queued before it) and a ``bye``, then close."""
+        m = self.session.member
+        reason = _LEFT_REASON.get(exc.code, "disconnect")
+        if m is not None and m.alive:
+            self.hub.flush()
+            self.hub.remove_member(m, reason)
+        self.why = f"{exc.code}: {exc.message}"
+        self.close(
+            wire.error_for(exc) + wire.bye(str(exc.code)),
+            abort=exc.code is ErrorCode.SLOW_CONSUMER,
+        )
+
+    def finish(self) -> None:
+        """The read loop is over: leave every room, flush what was queued, close."""
+        m = self.session.member
+        if m is not None and m.alive:
+            self.hub.remove_member(m, "disconnect")
+        if m is not None:
+            log.info("%s disconnected (%s)", m.name, "quit" if self.session.closing else self.why)
+        else:
+            log.info("%s closed before hello (%s)", self.peer, self.why)
+        self.hub.flush()  # what was queued for this client (the ack before its quit) goes first
+        self.close()
+
+    # ------------------------------------------------------------------ watchdog
+
+    def tick(self, now: float) -> None:
+        """Keepalive and write-stall checks; called by the server's watchdog."""
+        limits = self.limits
+        transport = self.transport
+        if transport.is_closing() and self.aborted:
+            return
+        size = transport.get_write_buffer_size()
+        if size == 0:
+            self._stall_since = None
+        else:
+            drained = self.handed - size
+            if drained != self._drained_mark or self._stall_since is None:
+                self._drained_mark = drained
+                self._stall_since = now
+            elif now - self._stall_since >= limits.write_timeout:
+                self._stalled()
+                return
+        m = self.session.member
+        if self.closed or m is None:
+            return  # handshake_timeout covers the unnamed
+        if self.ping_at is None:
+            if now - self.last_activity >= limits.ping_interval:
+                self.ping()
+                self.ping_at = now
+        elif now - self.ping_at >= limits.ping_timeout:
+            self.fail(ProtocolError(ErrorCode.TIMEOUT, "no answer to ping within ping_timeout"))
+
+    def _stalled(self) -> None:
+        m = self.session.member
+        self.why = "slow_consumer: accepted nothing for write_timeout seconds"
+        if m is not None and m.alive:
+            self.hub.evict(
+                m,
+                "slow_consumer",
+                "accepted nothing for write_timeout seconds",
+                code=ErrorCode.SLOW_CONSUMER,
+            )
+        else:
+            self.closed = True
+            self.aborted = True
+            self.transport.abort()
