@@ -1,0 +1,70 @@
+"""``asyncchat serve``: one :class:`~asyncchat.config.ServerConfig` from the defaults, the
+``--config`` file, the ``ASYNCCHAT_*`` environment and the flags; then the server, until SIGINT,
+SIGTERM or the operator's ``/quit``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import logging
+import signal
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from ..config import SETTINGS, ServerConfig, load_config
+from ..server import ChatServer
+from .console import run_console
+
+__all__ = ["configure", "serve"]
+
+log = logging.getLogger("asyncchat")
+
+
+def configure(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
+    """The configuration ``serve`` runs with: flags over ``env`` over ``--config`` over the
+    defaults. Raises ``ConfigError`` naming the flag, variable or file key at fault."""
+    overrides: dict[str, Any] = {}
+    for name in SETTINGS:
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return load_config(args.config, env, overrides)
+
+
+async def serve(cfg: ServerConfig) -> int:
+    """Serve until SIGINT, SIGTERM or ``/quit``, then shut down gracefully; returns the exit
+    status (1: cannot listen). With a terminal on stdin, the operator's console runs too."""
+    server = ChatServer(config=cfg)
+    try:
+        await server.start()
+    except OSError as exc:
+        why = (
+            "the address is already in use"
+            if exc.errno == errno.EADDRINUSE
+            else (exc.strerror or str(exc))
+        )
+        where = ", ".join(f"{x.host}:{x.port}" for x in cfg.listeners)
+        print(f"asyncchat: cannot listen on {where}: {why}", file=sys.stderr)
+        return 1
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    console = None
+    if sys.stdin is not None and sys.stdin.isatty():
+        console = asyncio.create_task(run_console(server, stop), name="asyncchat-operator")
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        if console is not None:
+            console.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await console
+        await server.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return 0
