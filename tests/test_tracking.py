@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from asyncchat.events import Bye, HistoryEnd, Message
-from asyncchat.tracking import CaughtUp, PageRequest, Tracker
+from asyncchat.tracking import PageRequest, Tracker
+from asyncchat.tracking import Reconnected as CaughtUp
 
 
 def _msg(seq: int, room: str = "lobby", *, history: bool = False) -> Message:

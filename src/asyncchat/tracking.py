@@ -12,7 +12,7 @@ acknowledged to us (a message at or below it is not delivered again), the seqs o
 messages acknowledged while catching up (skipped when the replay brings them), and the messages
 marked ``history`` until the ``history_end`` after them says whose they are. While catching up
 it keeps the rooms whose replay is not over, the events held back meanwhile, and what
-:class:`CaughtUp` will say.
+:class:`Reconnected` will say.
 """
 
 from __future__ import annotations
@@ -23,16 +23,39 @@ from dataclasses import dataclass
 from .events import HistoryEnd, Message, Ref, ServerEvent
 from .validation import name_key
 
-__all__ = ["CaughtUp", "PageRequest", "Tracker", "TrackerEvent"]
+__all__ = ["HistoryPage", "PageRequest", "Reconnected", "Reconnecting", "Tracker", "TrackerEvent"]
 
 
 @dataclass(frozen=True, slots=True)
-class CaughtUp:
-    """Every room's replay after a reconnect is over (the client yields ``Reconnected``).
-    ``missed`` messages not seen before were delivered from the replay; ``truncated``: some
-    were no longer kept by the server (or, on a server without history, anything was missed)."""
+class Reconnecting:
+    """Client-side event (not on the wire): the connection is lost and the client dials again
+    in ``delay`` seconds. ``attempt`` counts from 1 after each loss; ``reason`` says why the
+    connection was lost (attempt 1) or why the previous attempt failed."""
+
+    attempt: int
+    delay: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnected:
+    """Client-side event (not on the wire): every room's replay after a reconnect is over.
+    ``missed`` messages not seen before were delivered from the replay, just before this event
+    (marked ``history``); ``truncated``: some were no longer kept by the server (or, on a
+    server without history, anything was missed at all)."""
 
     missed: int
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """The answer to a ``history`` request: ``messages`` oldest first; ``more``: messages exist
+    beyond them in the direction asked; ``truncated``: some asked for are no longer kept."""
+
+    room: str
+    messages: tuple[Message, ...]
+    more: bool
     truncated: bool
 
 
@@ -45,7 +68,7 @@ class PageRequest:
 
 
 #: What the tracker hands to the event stream, in order.
-TrackerEvent = ServerEvent | CaughtUp
+TrackerEvent = ServerEvent | Reconnected
 
 
 class _Room:
@@ -75,7 +98,7 @@ class Tracker:
         self._pages: dict[Ref, str] = {}
         #: While catching up after a reconnect: the rooms whose replay is not over (room key
         #: -> whether it was resumed, so may be paged), the events held back meanwhile, and
-        #: what CaughtUp will say.
+        #: what Reconnected will say.
         self._resuming: dict[str, bool] | None = None
         self._held: list[ServerEvent] = []
         self._missed = 0
@@ -193,7 +216,7 @@ class Tracker:
     def reconnected(self, rooms: Iterable[str], resumed: Iterable[str], *, history: bool) -> None:
         """Back in ``rooms`` (the welcome's), having resumed the rooms ``resumed``, on a server
         that keeps ``history`` or not: catch up (every room's replay) before live events flow
-        again. Emits :class:`CaughtUp` at once if no room has a replay to come."""
+        again. Emits :class:`Reconnected` at once if no room has a replay to come."""
         resumed_keys = {name_key(room) for room in resumed}
         self._history = history
         self._resuming = {}
@@ -268,7 +291,7 @@ class Tracker:
 
     def _caught_up(self) -> None:
         self._resuming = None
-        self._out.append(CaughtUp(self._missed, self._truncated))
+        self._out.append(Reconnected(self._missed, self._truncated))
         held, self._held = self._held, []
         for event in held:
             self.emit(event)

@@ -1,12 +1,4 @@
-"""The client library: bots and applications join rooms with it.
-
-::
-
-    async with connect("127.0.0.1", 1234, name="bot", reconnect=True) as client:
-        await client.say("lobby", "hello")
-        async for event in client:
-            if isinstance(event, Message):
-                ...
+"""The client: requests, the event stream, and reconnecting.
 
 Requests (``say``, ``dm``, ``join``, ``leave``, ``nick``, ``who``, ``rooms``, ``history``) wait
 for the server's answer and raise :class:`~asyncchat.errors.ServerError` when it refuses, or
@@ -44,13 +36,11 @@ import logging
 import random
 import secrets
 from collections.abc import AsyncIterator, Generator, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from .errors import ConfigError, ConnectionClosed, ProtocolError, ServerError
-from .events import (
-    PROTOCOL_VERSION,
+from ..errors import ConfigError, ConnectionClosed, ProtocolError, ServerError
+from ..events import (
     Ack,
     Bye,
     Error,
@@ -61,24 +51,18 @@ from .events import (
     Ping,
     Pong,
     Renamed,
-    RoomInfo,
-    RoomList,
     ServerEvent,
     Welcome,
-    WhoReply,
-    parse_server,
 )
-from .framing import HEADER, check_length, encode, loads
-from .tracking import CaughtUp, Tracker
+from ..tracking import HistoryPage, Reconnected, Reconnecting, Tracker
+from .connection import Connection, describe
+from .requests import Requests
 
 __all__ = [
     "DEFAULT_BACKOFF_INITIAL",
     "DEFAULT_BACKOFF_MAX",
     "DEFAULT_CLIENT_MAX_FRAME",
     "Client",
-    "HistoryPage",
-    "Reconnected",
-    "Reconnecting",
     "StreamEvent",
     "connect",
 ]
@@ -104,39 +88,6 @@ _RETRYABLE = frozenset({"name_taken", "too_many_connections"})
 _EOF = object()
 
 
-@dataclass(frozen=True, slots=True)
-class Reconnecting:
-    """Client-side event (not on the wire): the connection is lost and the client dials again
-    in ``delay`` seconds. ``attempt`` counts from 1 after each loss; ``reason`` says why the
-    connection was lost (attempt 1) or why the previous attempt failed."""
-
-    attempt: int
-    delay: float
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Reconnected:
-    """Client-side event (not on the wire): the client is back in its rooms. ``missed``
-    messages it had not seen were replayed just before this event (marked ``history``);
-    ``truncated``: some it missed were no longer kept by the server (or, on a server without
-    history, anything was missed at all)."""
-
-    missed: int
-    truncated: bool
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryPage:
-    """The answer to :meth:`Client.history`: ``messages`` oldest first; ``more``: messages exist
-    beyond them in the direction asked; ``truncated``: some asked for are no longer kept."""
-
-    room: str
-    messages: tuple[Message, ...]
-    more: bool
-    truncated: bool
-
-
 #: What iterating a :class:`Client` yields.
 StreamEvent = ServerEvent | Reconnecting | Reconnected
 
@@ -151,41 +102,26 @@ class _Request:
         self.future = future
 
 
-class _Conn:
-    """One TCP connection of the client."""
+class Client(Requests):
+    """A client of an asyncchat server. ``await`` it (or enter it with ``async with``, which
+    closes it on exit) to connect and say ``hello``; :data:`connect` is this class.
 
-    __slots__ = ("bye", "last_recv", "lost", "reader", "resumed", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.last_recv = asyncio.get_running_loop().time()
-        #: Why the client dropped this connection itself (a ping without answer).
-        self.lost: str | None = None
-        self.bye: Bye | None = None
-        #: The ``resume`` of the hello on this connection.
-        self.resumed: dict[str, int] = {}
-
-    def send(self, obj: dict[str, Any]) -> None:
-        """Write ``obj`` unless the connection is going away (a request is sent again after a
-        reconnect; uvloop raises on a write to a closed transport)."""
-        if not self.writer.transport.is_closing():
-            self.writer.write(encode(obj))
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
-
-
-class Client:
-    """A client of an asyncchat server, after ``welcome``. Made by :func:`connect`."""
+    ``rooms`` defaults to the server's (``lobby``). ``retry_rate_limited`` makes requests wait
+    ``retry_after`` and try again when the server says ``rate_limited``. ``ping_interval`` and
+    ``ping_timeout`` (seconds) default to the server's announced values. With ``reconnect``, a
+    lost connection is dialled again (see the module docstring): ``backoff_initial`` and
+    ``backoff_max`` (seconds) bound the delays, and after ``give_up`` seconds without a
+    connection the client closes (None: it never gives up). Only a lost connection is retried:
+    connecting raises ``ServerError`` when the server refuses the first hello
+    (``name_taken``...), ``ConnectionClosed`` when it cannot be reached, ``TimeoutError`` when
+    there is no ``welcome`` within ``timeout`` seconds. The constructor raises ``ConfigError``
+    for backoff or give-up settings that make no sense.
+    """
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        host: str = "127.0.0.1",
+        port: int = 1234,
         *,
         name: str,
         rooms: Sequence[str] | None = None,
@@ -224,7 +160,7 @@ class Client:
         self._ids = itertools.count(1)
         self._pending: dict[str | int, _Request] = {}
         self._events: asyncio.Queue[Any] = asyncio.Queue()
-        self._conn: _Conn | None = None
+        self._conn: Connection | None = None
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
         self._shut = False
@@ -242,70 +178,36 @@ class Client:
 
     # ------------------------------------------------------------------ connecting
 
-    async def _start(self) -> None:
-        """The first connection; its failures are the caller's."""
-        self._conn = await self._dial(self._first_rooms, self._first_resume, self._timeout)
-        self._runner = asyncio.create_task(self._run(), name="asyncchat-client")
+    async def _start(self) -> Client:
+        """The first connection; its failures are the caller's. Once only."""
+        if self._runner is None:
+            self._conn = await self._dial(self._first_rooms, self._first_resume, self._timeout)
+            self._runner = asyncio.create_task(self._run(), name="asyncchat-client")
+        return self
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        return self._start().__await__()
 
     async def _dial(
         self, rooms: Sequence[str] | None, resume: dict[str, int] | None, timeout: float
-    ) -> _Conn:
-        """Connect and say hello. Raises ``ConnectionClosed``, ``ServerError`` (refused),
-        ``TimeoutError`` (no welcome within ``timeout``) or ``ProtocolError``."""
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(self._host, self._port)
-        except OSError as exc:  # TimeoutError included
-            raise ConnectionClosed(
-                f"cannot connect to {self._host}:{self._port}: {_why(exc)}"
-            ) from None
-        conn = _Conn(reader, writer)
-        conn.resumed = dict(resume or {})
-        try:
-            welcome = await self._handshake(conn, rooms, resume, timeout)
-        except asyncio.IncompleteReadError:
-            writer.close()
-            raise ConnectionClosed(
-                "the server closed the connection during the handshake"
-            ) from None
-        except ConnectionError as exc:
-            writer.close()
-            raise ConnectionClosed(f"connection lost during the handshake: {_why(exc)}") from None
-        except BaseException:
-            writer.close()
-            raise
+    ) -> Connection:
+        """Connect and say hello (see :meth:`Connection.open` for what it raises)."""
+        conn, welcome = await Connection.open(
+            self._host,
+            self._port,
+            name=self.name,
+            rooms=rooms,
+            resume=resume,
+            timeout=timeout,
+            max_frame=self._max_frame,
+        )
         self.welcome = welcome
         self.name = welcome.name
         self.joined = set(welcome.rooms)
         limits = welcome.limits
         self._ping_interval = self._ping_interval_opt or float(limits.get("ping_interval", 30.0))
         self._ping_timeout = self._ping_timeout_opt or float(limits.get("ping_timeout", 60.0))
-        conn.last_recv = asyncio.get_running_loop().time()
         return conn
-
-    async def _handshake(
-        self,
-        conn: _Conn,
-        rooms: Sequence[str] | None,
-        resume: dict[str, int] | None,
-        timeout: float,
-    ) -> Welcome:
-        hello: dict[str, Any] = {"type": "hello", "name": self.name, "version": PROTOCOL_VERSION}
-        if rooms is not None:
-            hello["rooms"] = list(rooms)
-        if resume:
-            hello["resume"] = resume
-        conn.send(hello)
-        async with asyncio.timeout(timeout):
-            while True:
-                event = await self._read_event(conn)
-                match event:
-                    case Welcome():
-                        return event
-                    case Error(code=code, message=message):
-                        raise ServerError(code, message)
-                    case Bye(reason=reason):
-                        raise ConnectionClosed(f"server said bye: {reason}")
 
     async def _run(self) -> None:
         """The owner of the connection: serves it and, with reconnect, dials again when it is
@@ -338,7 +240,7 @@ class Client:
         finally:
             self._mark_closed(reason)
 
-    async def _redial(self, reason: str) -> _Conn | None:
+    async def _redial(self, reason: str) -> Connection | None:
         """Dial until back in (the connection) or refused for good, or until ``give_up``
         seconds have passed (None, the client closed)."""
         loop = asyncio.get_running_loop()
@@ -370,13 +272,13 @@ class Client:
             except (ConnectionClosed, ProtocolError) as exc:
                 reason = str(exc)
             except OSError as exc:
-                reason = f"connection lost during the handshake: {_why(exc)}"
+                reason = f"connection lost during the handshake: {describe(exc)}"
             if deadline is not None and loop.time() >= deadline:
                 self._mark_closed(f"no connection for {self._give_up:g} s, gave up: {reason}")
                 return None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _resume(self, conn: _Conn) -> None:
+    def _resume(self, conn: Connection) -> None:
         """Back in: catch up (the replay of every room) before live events flow again, and
         re-send the requests still awaiting an answer."""
         welcome = self.welcome
@@ -389,7 +291,7 @@ class Client:
             conn.send(req.frame)
         self._flush(conn)
 
-    def _lost(self, conn: _Conn) -> None:
+    def _lost(self, conn: Connection) -> None:
         """Forget what belonged to the connection ``conn``."""
         if self._conn is conn:
             self._conn = None
@@ -397,14 +299,11 @@ class Client:
         self._track.lost()
         self._flush(conn)
 
-    def _flush(self, conn: _Conn) -> None:
+    def _flush(self, conn: Connection) -> None:
         """Move what the tracker decided: events into the stream, then page requests onto
         ``conn``."""
         for event in self._track.events_to_emit():
-            if isinstance(event, CaughtUp):
-                self._events.put_nowait(Reconnected(event.missed, event.truncated))
-            else:
-                self._events.put_nowait(event)
+            self._events.put_nowait(event)
         for page in self._track.pages_to_request():
             ref = self._new_ref()
             self._track.page_sent(ref, page)
@@ -420,21 +319,16 @@ class Client:
 
     # ------------------------------------------------------------------ reading
 
-    async def _read_event(self, conn: _Conn) -> ServerEvent:
-        (n,) = HEADER.unpack(await conn.reader.readexactly(4))
-        check_length(n, self._max_frame)
-        payload = await conn.reader.readexactly(n)
-        conn.last_recv = asyncio.get_running_loop().time()
-        return parse_server(loads(payload))
-
-    async def _serve(self, conn: _Conn) -> str:
+    async def _serve(self, conn: Connection) -> str:
         """Read ``conn`` until it is lost; returns why."""
-        keepalive = asyncio.create_task(self._keepalive(conn), name="asyncchat-client-ping")
+        keepalive = asyncio.create_task(
+            conn.keepalive(self._ping_interval, self._ping_timeout), name="asyncchat-client-ping"
+        )
         reason = "connection closed by the server"
         try:
             while True:
                 try:
-                    event = await self._read_event(conn)
+                    event = await conn.read_event()
                 except ProtocolError as exc:
                     if exc.closes:
                         raise
@@ -448,30 +342,13 @@ class Client:
             elif conn.bye is not None:
                 reason = f"server said bye: {conn.bye.reason}"
         except (ConnectionError, ProtocolError) as exc:
-            reason = conn.lost or f"connection lost: {_why(exc)}"
+            reason = conn.lost or f"connection lost: {describe(exc)}"
         finally:
             keepalive.cancel()
             await asyncio.wait({keepalive})
         return reason
 
-    async def _keepalive(self, conn: _Conn) -> None:
-        """Ping a silent server; drop the connection if it does not answer within
-        ping_timeout."""
-        loop = asyncio.get_running_loop()
-        while True:
-            silence = loop.time() - conn.last_recv
-            if silence < self._ping_interval:
-                await asyncio.sleep(self._ping_interval - silence)
-                continue
-            conn.send({"type": "ping"})
-            sent = loop.time()
-            await asyncio.sleep(self._ping_timeout)
-            if conn.last_recv < sent:
-                conn.lost = "the server did not answer a ping"
-                conn.writer.transport.abort()
-                return
-
-    def _dispatch(self, conn: _Conn, event: ServerEvent) -> None:
+    def _dispatch(self, conn: Connection, event: ServerEvent) -> None:
         match event:
             case Ping(data=data):
                 conn.send({"type": "pong", **({"data": data} if data is not None else {})})
@@ -562,7 +439,7 @@ class Client:
                         await conn.writer.drain()
                     except ConnectionError as exc:
                         if not self._reconnect:
-                            raise ConnectionClosed(f"connection lost: {_why(exc)}") from None
+                            raise ConnectionClosed(f"connection lost: {describe(exc)}") from None
                 return await req.future
             except ServerError as exc:
                 if exc.code == "rate_limited" and self._retry_rate_limited and exc.retry_after:
@@ -571,66 +448,6 @@ class Client:
                 raise
             finally:
                 self._pending.pop(ref, None)
-
-    async def say(self, room: str, text: str, *, action: bool = False) -> Ack:
-        """Post to a room; returns the ``ack`` (with the message's ``seq``)."""
-        obj: dict[str, Any] = {"type": "say", "room": room, "text": text}
-        if action:
-            obj["action"] = True
-        reply: Ack = await self.request(obj)
-        return reply
-
-    async def dm(self, to: str, text: str) -> Ack:
-        """Send a private message to user ``to``."""
-        reply: Ack = await self.request({"type": "dm", "to": to, "text": text})
-        return reply
-
-    async def join(self, room: str) -> Joined:
-        """Join (or create) a room."""
-        reply: Joined = await self.request({"type": "join", "room": room})
-        return reply
-
-    async def leave(self, room: str) -> Left:
-        """Leave a room."""
-        reply: Left = await self.request({"type": "leave", "room": room})
-        return reply
-
-    async def nick(self, name: str) -> Renamed:
-        """Change this client's name."""
-        reply: Renamed = await self.request({"type": "nick", "name": name})
-        return reply
-
-    async def who(self, room: str) -> list[str]:
-        """The names of a room's members."""
-        reply = await self.request({"type": "who", "room": room})
-        assert isinstance(reply, WhoReply)
-        return list(reply.names)
-
-    async def rooms(self) -> list[RoomInfo]:
-        """Every room on the server with its member count."""
-        reply = await self.request({"type": "rooms"})
-        assert isinstance(reply, RoomList)
-        return list(reply.rooms)
-
-    async def history(
-        self,
-        room: str,
-        *,
-        before: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
-    ) -> HistoryPage:
-        """A page of a room's past messages, oldest first: with ``after``, the oldest ones
-        after that seq; otherwise the newest ones (before ``before``). ``limit`` is capped by
-        the server's ``history_page_max``. The page's messages are not in the event stream.
-        Raises ``ServerError`` (``not_in_room``, ``history_unavailable``)."""
-        obj: dict[str, Any] = {"type": "history", "room": room}
-        for key, value in (("before", before), ("after", after), ("limit", limit)):
-            if value is not None:
-                obj[key] = value
-        reply = await self.request(obj)
-        assert isinstance(reply, HistoryPage)
-        return reply
 
     # ------------------------------------------------------------------ events
 
@@ -692,7 +509,7 @@ class Client:
                 await conn.writer.wait_closed()
 
     async def __aenter__(self) -> Client:
-        return self
+        return await self._start()
 
     async def __aexit__(
         self,
@@ -703,81 +520,6 @@ class Client:
         await self.close()
 
 
-class _Connect:
-    """The result of :func:`connect`: await it, or use it with ``async with``."""
-
-    def __init__(self, host: str, port: int, kwargs: dict[str, Any]) -> None:
-        self._host, self._port, self._kwargs = host, port, kwargs
-        self._client: Client | None = None
-
-    async def _open(self) -> Client:
-        client = Client(self._host, self._port, **self._kwargs)
-        await client._start()
-        return client
-
-    def __await__(self) -> Generator[Any, None, Client]:
-        return self._open().__await__()
-
-    async def __aenter__(self) -> Client:
-        self._client = await self._open()
-        return self._client
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._client is not None
-        await self._client.close()
-
-
-def connect(
-    host: str = "127.0.0.1",
-    port: int = 1234,
-    *,
-    name: str,
-    rooms: Sequence[str] | None = None,
-    resume: dict[str, int] | None = None,
-    timeout: float = 10.0,
-    max_frame: int = DEFAULT_CLIENT_MAX_FRAME,
-    retry_rate_limited: bool = True,
-    ping_interval: float | None = None,
-    ping_timeout: float | None = None,
-    reconnect: bool = False,
-    backoff_initial: float = DEFAULT_BACKOFF_INITIAL,
-    backoff_max: float = DEFAULT_BACKOFF_MAX,
-    give_up: float | None = None,
-) -> _Connect:
-    """Connect and say ``hello``; use as ``async with connect(...) as client`` or
-    ``client = await connect(...)``.
-
-    ``rooms`` defaults to the server's (``lobby``). ``retry_rate_limited`` makes requests wait
-    ``retry_after`` and try again when the server says ``rate_limited``. ``ping_interval`` and
-    ``ping_timeout`` (seconds) default to the server's announced values. With ``reconnect``, a
-    lost connection is dialled again (see the module docstring): ``backoff_initial`` and
-    ``backoff_max`` (seconds) bound the delays, and after ``give_up`` seconds without a
-    connection the client closes (None: it never gives up). Only a lost connection is retried:
-    raises ``ServerError`` when the server refuses the first hello (``name_taken``...),
-    ``ConnectionClosed`` when it cannot be reached, ``TimeoutError`` when there is no
-    ``welcome`` within ``timeout`` seconds, ``ConfigError`` for backoff or give-up settings
-    that make no sense.
-    """
-    return _Connect(
-        host,
-        port,
-        {
-            "name": name,
-            "rooms": rooms,
-            "resume": resume,
-            "timeout": timeout,
-            "max_frame": max_frame,
-            "retry_rate_limited": retry_rate_limited,
-            "ping_interval": ping_interval,
-            "ping_timeout": ping_timeout,
-            "reconnect": reconnect,
-            "backoff_initial": backoff_initial,
-            "backoff_max": backoff_max,
-            "give_up": give_up,
-        },
-    )
+#: Connect and say ``hello``: ``async with connect(host, port, name=...) as client`` (closed on
+#: exit) or ``client = await connect(...)``. The same class as :class:`Client`.
+connect = Client

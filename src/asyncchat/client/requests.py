@@ -1,0 +1,83 @@
+"""The typed requests of the client library, over one ``request`` primitive.
+
+Each method builds its request, awaits the server's answer and returns it typed; they raise
+:class:`~asyncchat.errors.ServerError` when the server refuses, and
+:class:`~asyncchat.errors.ConnectionClosed` when the client is closed for good.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..events import Ack, Joined, Left, Renamed, RoomInfo, RoomList, WhoReply
+from ..tracking import HistoryPage
+
+__all__ = ["Requests"]
+
+
+class Requests:
+    """What a client can ask the server; :class:`~asyncchat.client.Client` sends them."""
+
+    async def request(self, obj: dict[str, Any]) -> Any:
+        """Send ``obj`` with a fresh ``id`` and return the answer that carries it as ``ref``."""
+        raise NotImplementedError
+
+    async def say(self, room: str, text: str, *, action: bool = False) -> Ack:
+        """Post to a room; returns the ``ack`` (with the message's ``seq``)."""
+        obj: dict[str, Any] = {"type": "say", "room": room, "text": text}
+        if action:
+            obj["action"] = True
+        reply: Ack = await self.request(obj)
+        return reply
+
+    async def dm(self, to: str, text: str) -> Ack:
+        """Send a private message to user ``to``."""
+        reply: Ack = await self.request({"type": "dm", "to": to, "text": text})
+        return reply
+
+    async def join(self, room: str) -> Joined:
+        """Join (or create) a room."""
+        reply: Joined = await self.request({"type": "join", "room": room})
+        return reply
+
+    async def leave(self, room: str) -> Left:
+        """Leave a room."""
+        reply: Left = await self.request({"type": "leave", "room": room})
+        return reply
+
+    async def nick(self, name: str) -> Renamed:
+        """Change this client's name."""
+        reply: Renamed = await self.request({"type": "nick", "name": name})
+        return reply
+
+    async def who(self, room: str) -> list[str]:
+        """The names of a room's members."""
+        reply = await self.request({"type": "who", "room": room})
+        assert isinstance(reply, WhoReply)
+        return list(reply.names)
+
+    async def rooms(self) -> list[RoomInfo]:
+        """Every room on the server with its member count."""
+        reply = await self.request({"type": "rooms"})
+        assert isinstance(reply, RoomList)
+        return list(reply.rooms)
+
+    async def history(
+        self,
+        room: str,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> HistoryPage:
+        """A page of a room's past messages, oldest first: with ``after``, the oldest ones
+        after that seq; otherwise the newest ones (before ``before``). ``limit`` is capped by
+        the server's ``history_page_max``. The page's messages are not in the event stream.
+        Raises ``ServerError`` (``not_in_room``, ``history_unavailable``)."""
+        obj: dict[str, Any] = {"type": "history", "room": room}
+        for key, value in (("before", before), ("after", after), ("limit", limit)):
+            if value is not None:
+                obj[key] = value
+        reply = await self.request(obj)
+        assert isinstance(reply, HistoryPage)
+        return reply
