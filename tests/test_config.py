@@ -12,11 +12,13 @@ import itertools
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import textwrap
 import threading
 import tomllib
 from pathlib import Path
@@ -289,6 +291,17 @@ def test_print_config_round_trips_through_config(tmp_path: Path) -> None:
         log_level="debug",
         loop="asyncio",
     )
+
+
+def test_readme_example_file_is_accepted(tmp_path: Path) -> None:
+    """The README's example configuration file is read by serve --config as it says."""
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    (example,) = re.findall(r"```toml\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    path = tmp_path / "asyncchat.toml"
+    path.write_text(textwrap.dedent(example))
+    cfg = printed("--config", str(path))
+    assert cfg.listeners == (Listener(host="0.0.0.0", port=4000),)
+    assert cfg.limits.max_per_ip == 4 and cfg.motd == "be nice"
 
 
 # --------------------------------------------------------------------------- serving
