@@ -15,6 +15,8 @@ from asyncchat.errors import ErrorCode, ProtocolError
 from asyncchat.events import (
     PROTOCOL_VERSION,
     Ack,
+    Away,
+    AwayRequest,
     Bye,
     DirectMessage,
     Error,
@@ -28,8 +30,12 @@ from asyncchat.events import (
     Renamed,
     RoomInfo,
     RoomList,
+    SearchRequest,
+    Topic,
+    TopicRequest,
     Welcome,
     WhoReply,
+    parse_client,
     parse_server,
 )
 from asyncchat.framing import HEADER, loads
@@ -95,6 +101,7 @@ CASES: list[tuple[str, Callable[[], bytes], Event]] = [
         lambda: wire.ack(None, "lobby", 4, 5.0),
         Ack(room="lobby", seq=4, ts=5.0),
     ),
+    ("ack", lambda: wire.ack("d2", away="at lunch"), Ack(ref="d2", away="at lunch")),
     ("joined", lambda: wire.joined("lobby", "bob"), Joined(room="lobby", name="bob")),
     ("joined", lambda: wire.joined("lobby", "bob", 1), Joined(room="lobby", name="bob", ref=1)),
     (
@@ -118,6 +125,11 @@ CASES: list[tuple[str, Callable[[], bytes], Event]] = [
         "who",
         lambda: wire.who("lobby", ["alice", "bob"], 7),
         WhoReply(room="lobby", names=("alice", "bob"), ref=7),
+    ),
+    (
+        "who",
+        lambda: wire.who("lobby", ["alice", "bob"], away={"bob": "at lunch"}),
+        WhoReply(room="lobby", names=("alice", "bob"), away={"bob": "at lunch"}),
     ),
     ("rooms", lambda: wire.rooms([]), RoomList(rooms=())),
     (
@@ -168,6 +180,18 @@ CASES: list[tuple[str, Callable[[], bytes], Event]] = [
         lambda: wire.bye("kicked", "by the operator"),
         Bye(reason="kicked", message="by the operator"),
     ),
+    ("topic", lambda: wire.topic("dev", None), Topic(room="dev")),
+    (
+        "topic",
+        lambda: wire.topic("dev", "release day", "alice", 5.0, ref="t"),
+        Topic(room="dev", text="release day", by="alice", ts=5.0, ref="t"),
+    ),
+    ("away", lambda: wire.away("bob", None), Away(name="bob")),
+    (
+        "away",
+        lambda: wire.away("bob", "at lunch", 9),
+        Away(name="bob", message="at lunch", ref=9),
+    ),
 ]
 
 
@@ -202,6 +226,19 @@ def test_encoder_output_parses_back_to_its_event(
 def test_every_encoder_is_covered() -> None:
     """A new encoder in asyncchat.wire needs its case here."""
     assert set(wire.__all__) == {name for name, _, _ in CASES}
+
+
+def test_topic_away_and_search_requests_parse() -> None:
+    """topic, away and search requests parse, their optional members optional."""
+    assert parse_client({"type": "topic", "room": "dev"}) == TopicRequest(room="dev")
+    assert parse_client({"type": "topic", "room": "dev", "text": "", "id": 1}) == TopicRequest(
+        room="dev", text="", id=1
+    )
+    assert parse_client({"type": "away"}) == AwayRequest()
+    assert parse_client({"type": "away", "message": "brb"}) == AwayRequest(message="brb")
+    assert parse_client({"type": "search", "room": "dev", "words": "x y", "limit": 5}) == (
+        SearchRequest(room="dev", words="x y", limit=5)
+    )
 
 
 def test_history_end_truncated_none_is_left_out() -> None:

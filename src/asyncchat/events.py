@@ -5,8 +5,8 @@ of every member; ``Event.to_wire`` turns an event back into the JSON object (``e
 into a complete frame). Unknown members are ignored, as the contract asks.
 
 Client → server: Hello Say SendDm Join Leave Nick WhoRequest RoomsRequest HistoryRequest Ping
-Pong Quit. Server → client: Welcome Message DirectMessage Ack Joined Left Renamed WhoReply
-RoomList HistoryEnd Error Ping Pong Bye.
+Pong Quit TopicRequest AwayRequest SearchRequest. Server → client: Welcome Message DirectMessage
+Ack Joined Left Renamed WhoReply RoomList HistoryEnd Error Ping Pong Bye Topic Away.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from .framing import encode
 __all__ = [
     "PROTOCOL_VERSION",
     "Ack",
+    "Away",
+    "AwayRequest",
     "Bye",
     "ClientEvent",
     "DirectMessage",
@@ -44,8 +46,11 @@ __all__ = [
     "RoomList",
     "RoomsRequest",
     "Say",
+    "SearchRequest",
     "SendDm",
     "ServerEvent",
+    "Topic",
+    "TopicRequest",
     "Welcome",
     "WhoReply",
     "WhoRequest",
@@ -119,6 +124,12 @@ def _numbers(v: Any) -> dict[str, float]:
     if type(v) is dict and all(type(x) in (int, float) for x in v.values()):
         return v
     raise _Bad("an object of numbers")
+
+
+def _strmap(v: Any) -> dict[str, str]:
+    if type(v) is dict and all(type(x) is str for x in v.values()):
+        return v
+    raise _Bad("an object of strings")
 
 
 def _rooms(v: Any) -> tuple[RoomInfo, ...]:
@@ -310,6 +321,36 @@ class Quit(Event):
     id: Ref | None = _m(_ref, None)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TopicRequest(Event):
+    """Get a room's topic (no ``text``) or set it (``text``; empty clears it)."""
+
+    TYPE: ClassVar[str] = "topic"
+    room: str = _m(_str)
+    text: str | None = _m(_str, None)
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AwayRequest(Event):
+    """Mark oneself away with ``message``, or back without one."""
+
+    TYPE: ClassVar[str] = "away"
+    message: str | None = _m(_str, None)
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchRequest(Event):
+    """Search a room's stored messages for ``words`` (all of them), newest first."""
+
+    TYPE: ClassVar[str] = "search"
+    room: str = _m(_str)
+    words: str = _m(_str)
+    limit: int | None = _m(_seq, None)
+    id: Ref | None = _m(_ref, None)
+
+
 # ---------------------------------------------------------------- server -> client
 
 
@@ -354,6 +395,8 @@ class Ack(Event):
     room: str | None = _m(_str, None)
     seq: int | None = _m(_seq, None)
     ts: float | None = _m(_num, None)
+    #: For a ``dm`` to someone away: their away message.
+    away: str | None = _m(_str, None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -386,6 +429,8 @@ class WhoReply(Event):
     TYPE: ClassVar[str] = "who"
     room: str = _m(_str)
     names: tuple[str, ...] = _m(_names)
+    #: The away message of each member who is away (by name).
+    away: dict[str, str] | None = _m(_strmap, None)
     ref: Ref | None = _m(_ref, None)
 
 
@@ -422,6 +467,28 @@ class Bye(Event):
     message: str | None = _m(_str, None)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Topic(Event):
+    """A room's topic: set by ``by`` at ``ts``; without ``text``, the room has none."""
+
+    TYPE: ClassVar[str] = "topic"
+    room: str = _m(_str)
+    text: str | None = _m(_str, None)
+    by: str | None = _m(_str, None)
+    ts: float | None = _m(_num, None)
+    ref: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Away(Event):
+    """``name`` is away with ``message``, or back (no ``message``)."""
+
+    TYPE: ClassVar[str] = "away"
+    name: str = _m(_str)
+    message: str | None = _m(_str, None)
+    ref: Ref | None = _m(_ref, None)
+
+
 ClientEvent = (
     Hello
     | Say
@@ -435,6 +502,9 @@ ClientEvent = (
     | Ping
     | Pong
     | Quit
+    | TopicRequest
+    | AwayRequest
+    | SearchRequest
 )
 ServerEvent = (
     Welcome
@@ -451,6 +521,8 @@ ServerEvent = (
     | Ping
     | Pong
     | Bye
+    | Topic
+    | Away
 )
 
 _CLIENT: dict[str, type[Event]] = {
@@ -468,6 +540,9 @@ _CLIENT: dict[str, type[Event]] = {
         Ping,
         Pong,
         Quit,
+        TopicRequest,
+        AwayRequest,
+        SearchRequest,
     )
 }
 _SERVER: dict[str, type[Event]] = {
@@ -487,6 +562,8 @@ _SERVER: dict[str, type[Event]] = {
         Ping,
         Pong,
         Bye,
+        Topic,
+        Away,
     )
 }
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .interfaces import Sink
+from .interfaces import RoomTopic, Sink
 from .validation import name_key
 
 __all__ = ["Batcher", "Member", "Room"]
@@ -27,7 +27,18 @@ __all__ = ["Batcher", "Member", "Room"]
 class Member:
     """A connected, named client. ``outbox`` and ``shared`` belong to the :class:`Batcher`."""
 
-    __slots__ = ("alive", "inflight", "key", "name", "outbox", "rooms", "shared", "sink", "write")
+    __slots__ = (
+        "alive",
+        "away",
+        "inflight",
+        "key",
+        "name",
+        "outbox",
+        "rooms",
+        "shared",
+        "sink",
+        "write",
+    )
 
     def __init__(self, name: str, sink: Sink) -> None:
         self.name = name
@@ -39,6 +50,8 @@ class Member:
         self.alive = True
         #: Messages of this member being published, whose ack is still to come.
         self.inflight = 0
+        #: The member's away message, or None while it is here.
+        self.away: str | None = None
         #: This iteration's frames for this member alone (it is private), or None.
         self.outbox: list[bytes] | None = None
         #: The room whose batch is this member's whole outbox this iteration, or None.
@@ -52,9 +65,9 @@ class Room:
     """A room: its members by key, and its last ``seq``. ``batch`` and ``private`` belong to
     the :class:`Batcher`."""
 
-    __slots__ = ("batch", "committed", "key", "members", "name", "private", "seq")
+    __slots__ = ("batch", "committed", "key", "members", "name", "private", "seq", "topic")
 
-    def __init__(self, name: str, seq: int = 0) -> None:
+    def __init__(self, name: str, seq: int = 0, topic: RoomTopic | None = None) -> None:
         self.name = name
         self.key = name_key(name)
         self.members: dict[str, Member] = {}
@@ -65,6 +78,8 @@ class Room:
         self.batch: list[bytes] | None = None
         #: Members of the room that are private this iteration.
         self.private: list[Member] = []
+        #: The room's topic, or None.
+        self.topic = topic
 
     def __repr__(self) -> str:
         return f"<Room {self.name!r} members={len(self.members)} seq={self.seq}>"

@@ -70,6 +70,7 @@ class Hub:
         """The broker has started: the rooms that exist continue their seq from it."""
         for room in self.rooms.values():
             room.seq = room.committed = max(room.seq, self.broker.last_seq(room.key))
+            room.topic = self.broker.topic(room.key)
 
     # ------------------------------------------------------------------ membership
 
@@ -150,7 +151,7 @@ class Hub:
             )
         room = self.rooms.get(key)
         if room is None:
-            room = self.rooms[key] = Room(name, self.broker.last_seq(key))
+            room = self.rooms[key] = Room(name, self.broker.last_seq(key), self.broker.topic(key))
         self.fanout.entered(m, room)
         room.members[m.key] = m
         m.rooms[key] = room
@@ -162,6 +163,9 @@ class Hub:
             self.broadcast(room, wire.joined(room.name, m.name), exclude=m)
             self.send(m, wire.joined(room.name, m.name, ref))
         log.info("%s joined %s", m.name, room.name)
+        if room.topic is not None:
+            t = room.topic
+            self.send(m, wire.topic(room.name, t.text, t.by, t.ts))
         self.replay.on_join(m, room, resume_after, budget)
         return room
 
@@ -173,6 +177,9 @@ class Hub:
         if room is None:
             raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you are not in {name!r}", ref=ref)
         return room
+
+    #: The public name of :meth:`_my_room`, for the core modules beside the hub.
+    my_room = _my_room
 
     def leave(self, m: Member, name: str, ref: Ref | None = None) -> None:
         """Take ``m`` out of room ``name``; raises ``not_in_room``."""
@@ -306,7 +313,7 @@ class Hub:
         if target is None:
             raise ProtocolError(ErrorCode.NO_SUCH_USER, f"nobody is called {to!r}", ref=ref)
         self.send(target, wire.dm(m.name, target.name, text, self.clock()))
-        self.send(m, wire.ack(ref))
+        self.send(m, wire.ack(ref, away=target.away))
         log.debug("%s sent a dm to %s", m.name, target.name)
 
     # ------------------------------------------------------------------ queries

@@ -28,6 +28,7 @@ __all__ = [
     "Page",
     "Record",
     "Ref",
+    "RoomTopic",
     "Sink",
 ]
 
@@ -84,6 +85,14 @@ class Record(NamedTuple):
     client_key: str | None = None
 
 
+class RoomTopic(NamedTuple):
+    """A room's topic: its text, who set it, when (Unix seconds)."""
+
+    text: str
+    by: str
+    ts: float
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """A page of history, oldest first. ``more``: messages exist beyond it in the direction
@@ -129,6 +138,21 @@ class HistoryStore(Protocol[T]):
     ) -> Page:
         """With ``after``: the oldest ``limit`` messages with seq > after (and < before, if
         given); otherwise the newest ``limit`` with seq < before. Oldest first."""
+        ...
+
+    def search(self, room: str, words: str, *, before: int, limit: int) -> list[Record]:
+        """The newest ``limit`` messages of room ``room`` with seq < ``before`` whose text has
+        every one of ``words`` (whitespace-separated), newest first. Raises ``ValueError``
+        when ``words`` has none."""
+        ...
+
+    def topics(self) -> dict[str, RoomTopic]:
+        """The topic of every room (by key) that has one."""
+        ...
+
+    def set_topic(self, room: str, name: str, topic: RoomTopic | None) -> None:
+        """Keep ``topic`` (None: none) as room ``room``'s (a key; ``name`` its display name),
+        in order with the messages submitted before."""
         ...
 
     def close(self) -> None:
@@ -192,6 +216,19 @@ class Broker(Protocol[T]):
         self, room: str, *, before: int | None = None, after: int | None = None, limit: int
     ) -> Page:
         """A page of room ``room``'s stored messages (see :meth:`HistoryStore.page`)."""
+        ...
+
+    def search(self, room: str, words: str, *, before: int, limit: int) -> list[Record]:
+        """Room ``room``'s stored messages with all of ``words``, newest first (see
+        :meth:`HistoryStore.search`); empty without history."""
+        ...
+
+    def topic(self, room: str) -> RoomTopic | None:
+        """Room ``room``'s topic (a key), kept even while the room is empty; None if none."""
+        ...
+
+    def set_topic(self, room: str, name: str, topic: RoomTopic | None) -> None:
+        """Set (or with None clear) room ``room``'s topic; stored when there is history."""
         ...
 
     def close(self) -> None:

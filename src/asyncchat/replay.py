@@ -18,7 +18,11 @@ from .fanout import Member, Room
 from .interfaces import Broker, Page, Ref
 from .limits import Limits
 
-__all__ = ["Replay", "ReplayBudget"]
+__all__ = ["DEFAULT_SEARCH_LIMIT", "Replay", "ReplayBudget"]
+
+#: Messages a ``search`` without ``limit`` answers with at the most (``history_page_max``
+#: bounds any limit): a screenful.
+DEFAULT_SEARCH_LIMIT = 20
 
 
 class ReplayBudget:
@@ -106,6 +110,36 @@ class Replay:
         before = upto if before is None else min(before, upto)
         page = self.broker.page(room.key, before=before, after=after, limit=n)
         self._send_page(m, room, page, after=after, ref=ref)
+
+    def search(
+        self, m: Member, room: Room, words: str, *, limit: int | None, ref: Ref | None
+    ) -> None:
+        """A ``search`` request of ``m`` in ``room`` (which it is in): the newest messages with
+        every one of ``words``, newest first, as ``message`` frames marked history, then
+        ``history_end`` (``more``: older ones match too). Raises ``history_unavailable``
+        without history, ``bad_request`` without words."""
+        if not self.broker.history:
+            raise ProtocolError(
+                ErrorCode.HISTORY_UNAVAILABLE, "this server keeps no history to search", ref=ref
+            )
+        limits = self.limits
+        n = min(limits.history_page_max, DEFAULT_SEARCH_LIMIT if limit is None else limit)
+        try:
+            records = self.broker.search(room.key, words, before=room.committed + 1, limit=n + 1)
+        except ValueError:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, "search needs at least one word", ref=ref
+            ) from None
+        more = len(records) > n
+        left = self.budget().left
+        for i, r in enumerate(records[:n]):
+            frame = wire.message(r.name, r.seq, r.sender, r.text, r.ts, r.action, True)
+            if len(frame) > left and i:
+                more = True
+                break
+            left -= len(frame)
+            self.send(m, frame)
+        self.send(m, wire.history_end(room.name, more, ref=ref))
 
     def _send_page(
         self,

@@ -16,10 +16,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import wire
+from . import presence, wire
 from .errors import ErrorCode, ProtocolError
 from .events import (
     PROTOCOL_VERSION,
+    AwayRequest,
     Hello,
     HistoryRequest,
     Join,
@@ -29,7 +30,9 @@ from .events import (
     Pong,
     Quit,
     RoomsRequest,
+    SearchRequest,
     SendDm,
+    TopicRequest,
     WhoRequest,
     parse_client,
 )
@@ -146,11 +149,22 @@ class Session:
                 self._with_ref(ref, self.hub.rename, m, name, ref)
             case WhoRequest(room=room, id=ref):
                 name, names = self._with_ref(ref, self.hub.who, room)
-                self.send(wire.who(name, names, ref))
+                self.send(wire.who(name, names, ref, away=presence.away_of(self.hub, names)))
             case RoomsRequest(id=ref):
                 self.send(wire.rooms(self.hub.room_list(), ref))
             case HistoryRequest(room=room, before=before, after=after, limit=limit, id=ref):
                 self.hub.history(m, room, before=before, after=after, limit=limit, ref=ref)
+            case TopicRequest(room=room, text=None, id=ref):
+                presence.topic_reply(self.hub, m, room, ref)
+            case TopicRequest(room=room, text=str(text), id=ref):
+                self._rate(ref)  # it is sent to every member of the room
+                presence.set_topic(self.hub, m, room, text, ref)
+            case AwayRequest(message=message, id=ref):
+                self._rate(ref)  # it is sent to everyone who shares a room
+                presence.away(self.hub, m, message, ref)
+            case SearchRequest(room=room, words=words, limit=limit, id=ref):
+                found = self.hub.my_room(m, room, ref)
+                self.hub.replay.search(m, found, words, limit=limit, ref=ref)
             case Ping(data=data):
                 self.send(wire.pong(data))
             case Pong():

@@ -21,6 +21,7 @@ from .framing import HEADER
 
 __all__ = [
     "ack",
+    "away",
     "bye",
     "dm",
     "error",
@@ -33,6 +34,7 @@ __all__ = [
     "pong",
     "renamed",
     "rooms",
+    "topic",
     "welcome",
     "who",
 ]
@@ -109,8 +111,11 @@ def ack(
     room: str | None = None,
     seq: int | None = None,
     ts: float | None = None,
+    *,
+    away: str | None = None,
 ) -> bytes:
-    """``ack``: a ``say`` (with its room, seq and ts) or a ``dm`` (without) was accepted."""
+    """``ack``: a ``say`` (with its room, seq and ts) or a ``dm`` (without; ``away``: the
+    recipient's away message) was accepted."""
     obj: dict[str, Any] = {"type": "ack"}
     if room is not None:
         obj["room"] = room
@@ -118,6 +123,8 @@ def ack(
         obj["ts"] = ts
     if ref is not None:
         obj["ref"] = ref
+    if away is not None:
+        obj["away"] = away
     return _frame(obj)
 
 
@@ -145,9 +152,17 @@ def renamed(old: str, new: str, ref: Ref | None = None) -> bytes:
     return _frame(obj)
 
 
-def who(room: str, names: Sequence[str], ref: Ref | None = None) -> bytes:
-    """``who``: the member names of ``room``."""
+def who(
+    room: str,
+    names: Sequence[str],
+    ref: Ref | None = None,
+    *,
+    away: Mapping[str, str] | None = None,
+) -> bytes:
+    """``who``: the member names of ``room`` (``away``: the away message of those away)."""
     obj: dict[str, Any] = {"type": "who", "room": room, "names": list(names)}
+    if away:
+        obj["away"] = dict(away)
     if ref is not None:
         obj["ref"] = ref
     return _frame(obj)
@@ -159,6 +174,36 @@ def rooms(entries: Sequence[tuple[str, int]], ref: Ref | None = None) -> bytes:
         "type": "rooms",
         "rooms": [{"name": name, "members": members} for name, members in entries],
     }
+    if ref is not None:
+        obj["ref"] = ref
+    return _frame(obj)
+
+
+def topic(
+    room: str,
+    text: str | None,
+    by: str | None = None,
+    ts: float | None = None,
+    ref: Ref | None = None,
+) -> bytes:
+    """``topic``: the room's topic, set by ``by`` at ``ts`` (``text`` None: it has none)."""
+    obj: dict[str, Any] = {"type": "topic", "room": room}
+    if text is not None:
+        obj["text"] = text
+        if by is not None:
+            obj["by"] = by
+        if ts is not None:
+            obj["ts"] = ts
+    if ref is not None:
+        obj["ref"] = ref
+    return _frame(obj)
+
+
+def away(name: str, message: str | None, ref: Ref | None = None) -> bytes:
+    """``away``: ``name`` is away with ``message``, or back (``message`` None)."""
+    obj: dict[str, Any] = {"type": "away", "name": name}
+    if message is not None:
+        obj["message"] = message
     if ref is not None:
         obj["ref"] = ref
     return _frame(obj)

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from ..interfaces import Deliver, HistoryStore, Page, Record
+from ..interfaces import Deliver, HistoryStore, Page, Record, RoomTopic
 from ..limits import DEFAULT_IDEMPOTENCY_WINDOW
 
 __all__ = ["MAX_REMEMBERED_IDS", "LocalBroker"]
@@ -52,6 +52,8 @@ class LocalBroker(Generic[T]):
         #: The last seq of every room that ever had a message (a room never repeats one).
         self._seq: dict[str, int] = {}
         self._recent: OrderedDict[str, _Seen] = OrderedDict()
+        #: Every room's topic (by key): kept while the server runs, and in the store.
+        self._topics: dict[str, RoomTopic] = {}
 
     @property
     def history(self) -> bool:
@@ -74,6 +76,7 @@ class LocalBroker(Generic[T]):
             return
         store.open(self._committed, call_soon, call_soon_threadsafe)
         self._seq = store.last_seqs()
+        self._topics = store.topics()
         recent = store.recent_client_keys(self.clock() - self.window)
         for key, (_room, name, seq, ts) in sorted(recent.items(), key=lambda kv: kv[1][3]):
             self._recent[key] = (name, seq, ts)
@@ -150,6 +153,22 @@ class LocalBroker(Generic[T]):
         if self.store is None:
             return Page([], False, 0)
         return self.store.page(room, before=before, after=after, limit=limit)
+
+    def search(self, room: str, words: str, *, before: int, limit: int) -> list[Record]:
+        if self.store is None:
+            return []
+        return self.store.search(room, words, before=before, limit=limit)
+
+    def topic(self, room: str) -> RoomTopic | None:
+        return self._topics.get(room)
+
+    def set_topic(self, room: str, name: str, topic: RoomTopic | None) -> None:
+        if topic is None:
+            self._topics.pop(room, None)
+        else:
+            self._topics[room] = topic
+        if self.store is not None:
+            self.store.set_topic(room, name, topic)
 
     def close(self) -> None:
         if self.store is not None:

@@ -27,12 +27,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from ..errors import ConfigError, StoreError
-from ..interfaces import Page, Record
+from ..interfaces import Page, Record, RoomTopic
 
 __all__ = ["DEFAULT_DB_PATH", "SQLiteStore", "default_db_path"]
 
@@ -62,6 +62,40 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX messages_client_key ON messages (client_key) WHERE client_key IS NOT NULL;
     CREATE INDEX messages_ts ON messages (ts);
     """,
+    # 2: room topics, and full-text search. The FTS5 index has external content (the text is
+    # stored once, in messages), kept by triggers in the writer's transaction. Its rowid is
+    # the room's number times 2**32 plus the seq, so a room's messages are one rowid range.
+    """
+    ALTER TABLE rooms ADD COLUMN topic TEXT;
+    ALTER TABLE rooms ADD COLUMN topic_by TEXT;
+    ALTER TABLE rooms ADD COLUMN topic_ts REAL;
+    ALTER TABLE rooms ADD COLUMN num INTEGER;
+    UPDATE rooms SET num = (SELECT count(*) FROM rooms r WHERE r.room <= rooms.room);
+    CREATE UNIQUE INDEX rooms_num ON rooms (num);
+    CREATE VIEW messages_fts_content AS
+        SELECT (r.num << 32) + m.seq AS id, m.text AS text
+        FROM messages m JOIN rooms r ON r.room = m.room;
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        text, content = 'messages_fts_content', content_rowid = 'id',
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts (rowid, text) VALUES (
+            ((SELECT num FROM rooms WHERE room = new.room) << 32) + new.seq, new.text);
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete',
+            ((SELECT num FROM rooms WHERE room = old.room) << 32) + old.seq, old.text);
+    END;
+    INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+    """,
+)
+#: Upserts a room: a new one takes the next number (see the FTS5 index's rowid).
+_UPSERT_ROOM = (
+    "INSERT INTO rooms (room, name, last_seq, num) "
+    "VALUES (?, ?, ?, (SELECT coalesce(max(num), 0) + 1 FROM rooms)) "
+    "ON CONFLICT (room) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq), "
+    "name = excluded.name"
 )
 
 
@@ -77,6 +111,23 @@ DEFAULT_DB_PATH = "~/.local/share/asyncchat/history.db"
 
 
 _STOP = object()
+
+
+class _Topic(NamedTuple):
+    """A topic for the writer thread to store."""
+
+    room: str
+    name: str
+    topic: RoomTopic | None
+
+
+def fts_query(words: str) -> str:
+    """An FTS5 query matching texts with every one of ``words``, each quoted (so none is
+    taken for an operator). Raises ``ValueError`` when there is no word."""
+    terms = words.split()
+    if not terms:
+        raise ValueError("no words to search for")
+    return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
 class SQLiteStore:
@@ -244,6 +295,42 @@ class SQLiteStore:
             first or 0,
         )
 
+    def search(self, room: str, words: str, *, before: int, limit: int) -> list[Record]:
+        """The newest ``limit`` messages of a room (by key) with seq < ``before`` whose text
+        has all of ``words``, newest first. Raises ``ValueError`` when ``words`` has none."""
+        query = fts_query(words)
+        assert self._read is not None
+        with self._lock:
+            row = self._read.execute(
+                "SELECT num, name FROM rooms WHERE room = ?", (room,)
+            ).fetchone()
+            if row is None or row[0] is None:
+                return []
+            num, name = row
+            base = num << 32
+            rows = self._read.execute(
+                "SELECT m.room, m.seq, m.sender, m.text, m.ts, m.action, m.client_key FROM "
+                "(SELECT rowid AS id FROM messages_fts WHERE messages_fts MATCH ? "
+                "AND rowid > ? AND rowid < ? ORDER BY rowid DESC LIMIT ?) f "
+                "JOIN messages m ON m.room = ? AND m.seq = f.id - ? ORDER BY m.seq DESC",
+                (query, base, base + min(before, 2**32), limit, room, base),
+            ).fetchall()
+        return [Record(r, name, s, snd, t, ts, bool(a), ck) for r, s, snd, t, ts, a, ck in rows]
+
+    def topics(self) -> dict[str, RoomTopic]:
+        assert self._read is not None
+        with self._lock:
+            rows = self._read.execute(
+                "SELECT room, topic, topic_by, topic_ts FROM rooms WHERE topic IS NOT NULL"
+            ).fetchall()
+        return {room: RoomTopic(text, by or "", ts or 0.0) for room, text, by, ts in rows}
+
+    def set_topic(self, room: str, name: str, topic: RoomTopic | None) -> None:
+        """Queue the topic's write for the writer thread, after what was submitted before."""
+        if self._failed is not None:
+            raise StoreError(f"the history store failed: {self._failed}")
+        self._queue.put(_Topic(room, name, topic))
+
     def export(self, room: str, since: float | None = None) -> Iterable[Record]:
         """Every stored message of a room (by key), oldest first, from ``since`` (Unix s)."""
         after = 0
@@ -306,6 +393,9 @@ class SQLiteStore:
                 continue
             if batch is _STOP:
                 return
+            if isinstance(batch, _Topic):
+                self._write_topic(db, batch)
+                continue
             try:
                 with self._lock:
                     self._commit(db, [r for r, _ in batch])
@@ -327,6 +417,23 @@ class SQLiteStore:
                     self._prune(db)
                 since_prune, last_prune = 0, time.monotonic()
 
+    def _write_topic(self, db: sqlite3.Connection, item: _Topic) -> None:
+        topic = item.topic
+        values = (None, None, None) if topic is None else (topic.text, topic.by, topic.ts)
+        try:
+            with self._lock:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(_UPSERT_ROOM, (item.room, item.name, 0))
+                db.execute(
+                    "UPDATE rooms SET topic = ?, topic_by = ?, topic_ts = ? WHERE room = ?",
+                    (*values, item.room),
+                )
+                db.execute("COMMIT")
+        except sqlite3.Error as exc:  # a lost topic is not worth stopping the server for
+            log.warning("could not store the topic of %s: %s", item.name, exc)
+            with contextlib.suppress(sqlite3.Error), self._lock:
+                db.execute("ROLLBACK")
+
     @staticmethod
     def _commit(db: sqlite3.Connection, records: Sequence[Record]) -> None:
         last: dict[str, tuple[str, int]] = {}
@@ -337,17 +444,13 @@ class SQLiteStore:
         rows = orjson.dumps([tuple(r) for r in records])
         db.execute("BEGIN IMMEDIATE")
         try:
+            # Rooms first: the search index's trigger numbers each message by its room.
+            db.executemany(_UPSERT_ROOM, [(room, name, seq) for room, (name, seq) in last.items()])
             db.execute(
                 "INSERT INTO messages (room, seq, sender, text, ts, action, client_key) "
                 "SELECT value->>0, value->>2, value->>3, value->>4, value->>5, value->>6, "
                 "value->>7 FROM json_each(?)",
                 (rows,),
-            )
-            db.executemany(
-                "INSERT INTO rooms (room, name, last_seq) VALUES (?, ?, ?) "
-                "ON CONFLICT (room) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq), "
-                "name = excluded.name",
-                [(room, name, seq) for room, (name, seq) in last.items()],
             )
             db.execute("COMMIT")
         except BaseException:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..events import Ack, Joined, Left, Renamed, RoomInfo, RoomList, WhoReply
+from ..events import Ack, Away, Joined, Left, Renamed, RoomInfo, RoomList, Topic, WhoReply
 from ..tracking import HistoryPage
 
 __all__ = ["Requests"]
@@ -55,6 +55,40 @@ class Requests:
         reply = await self.request({"type": "who", "room": room})
         assert isinstance(reply, WhoReply)
         return list(reply.names)
+
+    async def who_away(self, room: str) -> WhoReply:
+        """A room's ``who`` reply whole: its names and the away message of those away."""
+        reply = await self.request({"type": "who", "room": room})
+        assert isinstance(reply, WhoReply)
+        return reply
+
+    async def topic(self, room: str, text: str | None = None) -> Topic:
+        """A room's topic; with ``text``, set it first (empty: clear it). Raises
+        ``ServerError`` (``room_invalid``; setting: ``not_in_room``, ``text_too_long``)."""
+        obj: dict[str, Any] = {"type": "topic", "room": room}
+        if text is not None:
+            obj["text"] = text
+        reply: Topic = await self.request(obj)
+        return reply
+
+    async def away(self, message: str | None = None) -> Away:
+        """Mark this client away with ``message``, or back without one."""
+        obj: dict[str, Any] = {"type": "away"}
+        if message:
+            obj["message"] = message
+        reply: Away = await self.request(obj)
+        return reply
+
+    async def search(self, room: str, words: str, *, limit: int | None = None) -> HistoryPage:
+        """The newest stored messages of ``room`` with every one of ``words``, newest first
+        (``more``: older ones match too). Raises ``ServerError`` (``not_in_room``,
+        ``history_unavailable``, ``bad_request`` without words)."""
+        obj: dict[str, Any] = {"type": "search", "room": room, "words": words}
+        if limit is not None:
+            obj["limit"] = limit
+        reply = await self.request(obj)
+        assert isinstance(reply, HistoryPage)
+        return reply
 
     async def rooms(self) -> list[RoomInfo]:
         """Every room on the server with its member count."""
