@@ -45,6 +45,7 @@ FLOORS: dict[str, int] = {
     "interfaces": 2,
     "fanout": 2,
     "hub": 2,
+    "presence": 2,
     "replay": 2,
     "session": 2,
     # F3 adapters (codecs, auth, tls and metrics: where DESIGN.md puts them when they come)
@@ -76,7 +77,17 @@ SANS_IO_FLOORS = frozenset({1, 2})
 IO_MODULES = frozenset({"asyncio", "socket", "ssl", "sqlite3", "threading", "selectors", "redis"})
 CLIENT_SIDE = frozenset({"client", "tracking", "tui"})
 SERVER_SIDE = frozenset(
-    {"hub", "session", "fanout", "replay", "server", "transports", "backends", "config"}
+    {
+        "hub",
+        "session",
+        "fanout",
+        "presence",
+        "replay",
+        "server",
+        "transports",
+        "backends",
+        "config",
+    }
 )
 
 

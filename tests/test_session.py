@@ -32,7 +32,7 @@ from asyncchat.events import (
     WhoReply,
 )
 from asyncchat.hub import Hub, Pending
-from asyncchat.interfaces import Page, Record
+from asyncchat.interfaces import Page, Record, RoomTopic
 from asyncchat.limits import Limits
 from asyncchat.session import MAX_HELLO_ATTEMPTS, SERVER_VERSION, Session
 
@@ -89,6 +89,16 @@ class FakeStore:
         ]
         records = found[:limit] if after is not None else found[-limit:]
         return Page(records, len(found) > limit, kept[0].seq if kept else 0)
+
+    def search(self, room: str, words: str, *, before: int, limit: int) -> list[Record]:
+        found = [r for r in self.stored if r.room == room and r.seq < before and words in r.text]
+        return found[::-1][:limit]
+
+    def topics(self) -> dict[str, RoomTopic]:
+        return {}
+
+    def set_topic(self, room: str, name: str, topic: RoomTopic | None) -> None:
+        pass
 
     def close(self) -> None:
         self.closed = True
