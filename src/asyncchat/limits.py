@@ -1,8 +1,10 @@
 """Every resource bound of the server, named the same in the API, the CLI and ``welcome.limits``.
 
 Each limit is a field of :class:`Limits` and a keyword argument of :func:`asyncchat.run_server`
-and :class:`asyncchat.ChatServer`; the CLI has a flag with the same name (``max_frame`` is
-``--max-frame``). ``docs/limits.md`` explains each number and what a client sees when it is hit.
+and :class:`asyncchat.ChatServer`, with the same name everywhere else: the ``[limits]`` table of
+the config file (``max_frame = 65536``), the environment (``ASYNCCHAT_MAX_FRAME``), the CLI flag
+(``--max-frame``) and ``welcome.limits``. ``docs/limits.md`` explains each number and what a
+client sees when it is hit.
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ class ChatServer:
         **limit_kwargs: Any,
     ) -> None:
         if config is not None:
-            given = limit_kwargs or motd or limits or db or history_max or history_days
+            options = (motd, limits, db, history_max, history_days)
+            given = limit_kwargs or any(o is not None for o in options)
             if given or (host, port, durability) != ("127.0.0.1", 1234, "process"):
                 raise ConfigError("pass either config= or options, not both")
             limits = config.limits

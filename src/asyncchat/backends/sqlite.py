@@ -34,7 +34,7 @@ import orjson
 from ..errors import ConfigError, StoreError
 from ..interfaces import Page, Record, RoomTopic
 
-__all__ = ["DEFAULT_DB_PATH", "SQLiteStore", "default_db_path"]
+__all__ = ["SQLiteStore"]
 
 log = logging.getLogger("asyncchat.storage")
 
@@ -97,17 +97,6 @@ _UPSERT_ROOM = (
     "ON CONFLICT (room) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq), "
     "name = excluded.name"
 )
-
-
-def default_db_path() -> Path:
-    """``$XDG_DATA_HOME/asyncchat/history.db`` (``~/.local/share/asyncchat/history.db``)."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "share"
-    )
-    return Path(base) / "asyncchat" / "history.db"
-
-
-DEFAULT_DB_PATH = "~/.local/share/asyncchat/history.db"
 
 
 _STOP = object()

@@ -46,8 +46,7 @@ async def serve(cfg: ServerConfig) -> int:
             if exc.errno == errno.EADDRINUSE
             else (exc.strerror or str(exc))
         )
-        where = ", ".join(f"{x.host}:{x.port}" for x in cfg.listeners)
-        print(f"asyncchat: cannot listen on {where}: {why}", file=sys.stderr)
+        print(f"asyncchat: cannot listen on {exc.filename}: {why}", file=sys.stderr)
         return 1
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -55,14 +55,18 @@ class TcpListener:
         self.server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        """Bind and start accepting. Raises ``OSError`` if the address cannot be bound."""
-        self.server = await asyncio.start_server(
-            self._on_connect,
-            self.host,
-            self.port,
-            limit=self.hub.limits.max_frame,
-            backlog=LISTEN_BACKLOG,
-        )
+        """Bind and start accepting. Raises ``OSError`` if the address cannot be bound; its
+        ``filename`` is ``host:port``, so that a server with several listeners says which."""
+        try:
+            self.server = await asyncio.start_server(
+                self._on_connect,
+                self.host,
+                self.port,
+                limit=self.hub.limits.max_frame,
+                backlog=LISTEN_BACKLOG,
+            )
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc), f"{self.host}:{self.port}") from exc
 
     @property
     def address(self) -> tuple[str, int]:
