@@ -17,9 +17,10 @@ from dataclasses import MISSING, dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from .errors import ErrorCode, ProtocolError
-from .framing import encode
+from .framing import MAX_ID, encode, safe_ref
 
 __all__ = [
+    "MAX_ID",
     "PROTOCOL_VERSION",
     "Ack",
     "Away",
@@ -99,9 +100,9 @@ def _bool(v: Any) -> bool:
 
 
 def _ref(v: Any) -> Ref:
-    if type(v) in (str, int):
-        return v  # type: ignore[no-any-return]
-    raise _Bad("a string or an integer")
+    if type(v) is int or (type(v) is str and len(v) <= MAX_ID):
+        return v
+    raise _Bad(f"a string of at most {MAX_ID} characters or an integer")
 
 
 def _any(v: Any) -> Any:
@@ -198,13 +199,13 @@ class Event:
                     raise ProtocolError(
                         ErrorCode.BAD_REQUEST,
                         f"{cls.TYPE}.{wire} must be {exc}",
-                        ref=_safe_ref(obj),
+                        ref=safe_ref(obj),
                     ) from None
             elif required:
                 raise ProtocolError(
                     ErrorCode.BAD_REQUEST,
                     f"{cls.TYPE} requires the member {wire!r}",
-                    ref=_safe_ref(obj),
+                    ref=safe_ref(obj),
                 )
         return cls(**kwargs)
 
@@ -219,11 +220,6 @@ class Event:
 
 
 _E = TypeVar("_E", bound=Event)
-
-
-def _safe_ref(obj: Mapping[str, Any]) -> Ref | None:
-    ref = obj.get("id")
-    return ref if type(ref) in (str, int) else None
 
 
 # ---------------------------------------------------------------- client -> server
@@ -572,7 +568,7 @@ def _parse(table: dict[str, type[Event]], obj: Mapping[str, Any]) -> Any:
     cls = table.get(obj["type"])
     if cls is None:
         raise ProtocolError(
-            ErrorCode.UNKNOWN_TYPE, f"unknown type {obj['type']!r}", ref=_safe_ref(obj)
+            ErrorCode.UNKNOWN_TYPE, f"unknown type {obj['type']!r}", ref=safe_ref(obj)
         )
     return cls.from_wire(obj)
 

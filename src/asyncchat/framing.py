@@ -8,14 +8,33 @@ bounds memory before anything is buffered.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
 
 from .errors import ErrorCode, ProtocolError
 
-__all__ = ["HEADER", "FrameDecoder", "check_length", "encode", "frame", "loads"]
+__all__ = [
+    "HEADER",
+    "MAX_ID",
+    "MAX_JSON_DEPTH",
+    "FrameDecoder",
+    "check_length",
+    "encode",
+    "frame",
+    "loads",
+    "safe_ref",
+]
+
+#: Characters of a request ``id`` (a string; integers are bounded by JSON's 64-bit range). The
+#: server remembers ids (idempotent re-sends) and stores them with messages, so an id is a short
+#: token, not a payload: a UUID is 36 characters.
+MAX_ID = 128
+#: Nesting of arrays and objects in one payload. The one bound for what is parsed and what may
+#: be echoed (``ping.data`` comes back in ``pong``; the encoder refuses more than 254 levels).
+#: No message of the protocol nests more than 3.
+MAX_JSON_DEPTH = 32
 
 HEADER = struct.Struct(">I")
 _pack = HEADER.pack
@@ -45,9 +64,9 @@ def loads(payload: bytes) -> dict[str, Any]:
     """Decode a payload into a JSON object with a string ``type``.
 
     Raises ``ProtocolError(bad_frame)`` for anything else: an empty payload, invalid UTF-8
-    (including encoded surrogates), invalid JSON, nesting deeper than 1,024, numbers out of range,
-    a value that is not an object, or a missing or non-string ``type``. The frame boundary is
-    intact, so this error does not close the connection.
+    (including encoded surrogates), invalid JSON, nesting deeper than ``MAX_JSON_DEPTH``, numbers
+    out of range, a value that is not an object, or a missing or non-string ``type``. The frame
+    boundary is intact, so this error does not close the connection.
     """
     if not payload:
         raise ProtocolError(ErrorCode.BAD_FRAME, "empty frame")
@@ -60,13 +79,43 @@ def loads(payload: bytes) -> dict[str, Any]:
     if type(obj) is not dict:
         raise ProtocolError(ErrorCode.BAD_FRAME, "payload must be a JSON object")
     if type(obj.get("type")) is not str:
-        ref = obj.get("id")
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME, "payload must have a string member 'type'", ref=safe_ref(obj)
+        )
+    # Counting brackets is C speed and bounds the depth from above: only a payload with many
+    # of them is walked.
+    if payload.count(b"[") + payload.count(b"{") > MAX_JSON_DEPTH and _depth(obj) > MAX_JSON_DEPTH:
         raise ProtocolError(
             ErrorCode.BAD_FRAME,
-            "payload must have a string member 'type'",
-            ref=ref if type(ref) in (str, int) else None,
+            f"payload nests deeper than {MAX_JSON_DEPTH} levels",
+            ref=safe_ref(obj),
         )
     return obj
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests arrays and objects (a scalar is 0), without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if type(item) is dict:
+            children: Any = item.values()
+        elif type(item) is list:
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_JSON_DEPTH:
+            break
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def safe_ref(obj: Mapping[str, Any]) -> str | int | None:
+    """The request's ``id``, if it is one the server may echo back as ``ref``."""
+    ref = obj.get("id")
+    return ref if type(ref) is int or (type(ref) is str and len(ref) <= MAX_ID) else None
 
 
 class FrameDecoder:

@@ -219,7 +219,13 @@ class Hub:
         for room in m.rooms.values():
             room.members[key] = m
         frame = wire.renamed(old, new)
-        peers = {p for room in m.rooms.values() for p in room.members.values()}
+        quiet = self.limits.quiet_room_size  # as for joined/left: large rooms are not told
+        peers = {
+            p
+            for room in m.rooms.values()
+            if len(room.members) <= quiet
+            for p in room.members.values()
+        }
         peers.discard(m)
         for p in peers:
             self.send(p, frame)

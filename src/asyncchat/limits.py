@@ -22,12 +22,16 @@ __all__ = [
     "DEFAULT_HISTORY_ON_JOIN",
     "DEFAULT_HISTORY_PAGE_MAX",
     "DEFAULT_IDEMPOTENCY_WINDOW",
+    "DEFAULT_JOIN_BURST",
+    "DEFAULT_JOIN_RATE",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_FRAME",
     "DEFAULT_MAX_OUTBOX",
     "DEFAULT_MAX_PER_IP",
     "DEFAULT_MAX_ROOMS_PER_CLIENT",
     "DEFAULT_MAX_TEXT",
+    "DEFAULT_NICK_BURST",
+    "DEFAULT_NICK_RATE",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PING_TIMEOUT",
     "DEFAULT_QUIET_ROOM_SIZE",
@@ -58,6 +62,16 @@ DEFAULT_WRITE_TIMEOUT = 10.0
 DEFAULT_RATE = 2.0
 #: Messages a connection may send at once before the sustained rate applies (Ergo: 5).
 DEFAULT_BURST = 5
+#: ``nick`` requests per second, sustained, per connection: a rename is sent to everyone who
+#: shares a room, so a rename storm is a flood of others (Ergo's fakelag covers every command).
+DEFAULT_NICK_RATE = 0.2
+#: ``nick`` requests a connection may send at once.
+DEFAULT_NICK_BURST = 3
+#: ``join`` and ``leave`` requests per second, sustained, per connection (each is a notice to
+#: the room's members).
+DEFAULT_JOIN_RATE = 1.0
+#: ``join``/``leave`` requests at once: a client joining its usual rooms on start is not slowed.
+DEFAULT_JOIN_BURST = 10
 #: Open connections in all (Redis ``maxclients``: 10,000).
 DEFAULT_MAX_CONNECTIONS = 10_000
 #: Open connections from one IP address, loopback exempt by default (Ergo: 16).
@@ -103,6 +117,10 @@ class Limits:
     write_timeout: float = DEFAULT_WRITE_TIMEOUT
     rate: float = DEFAULT_RATE
     burst: int = DEFAULT_BURST
+    nick_rate: float = DEFAULT_NICK_RATE
+    nick_burst: int = DEFAULT_NICK_BURST
+    join_rate: float = DEFAULT_JOIN_RATE
+    join_burst: int = DEFAULT_JOIN_BURST
     max_rate_violations: int = DEFAULT_MAX_RATE_VIOLATIONS
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_per_ip: int = DEFAULT_MAX_PER_IP
@@ -154,6 +172,10 @@ class Limits:
             "max_text": self.max_text,
             "rate": self.rate,
             "burst": self.burst,
+            "nick_rate": self.nick_rate,
+            "nick_burst": self.nick_burst,
+            "join_rate": self.join_rate,
+            "join_burst": self.join_burst,
             "max_rooms_per_client": self.max_rooms_per_client,
             "quiet_room_size": self.quiet_room_size,
             "history_on_join": self.history_on_join,

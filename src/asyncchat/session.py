@@ -19,6 +19,7 @@ from typing import Any
 from . import presence, wire
 from .errors import ErrorCode, ProtocolError
 from .events import (
+    MAX_ID,
     PROTOCOL_VERSION,
     AwayRequest,
     Hello,
@@ -36,7 +37,7 @@ from .events import (
     WhoRequest,
     parse_client,
 )
-from .framing import loads
+from .framing import loads, safe_ref
 from .hub import LOBBY, Hub, Member
 from .interfaces import Sink
 from .validation import check_room, check_text, name_key
@@ -98,7 +99,12 @@ class Session:
         self._admitting: tuple[Hello, dict[str, str], dict[str, int]] | None = None
         limits = hub.limits
         self._max_text = limits.max_text
+        self._monotonic = monotonic
         self._bucket = TokenBucket(limits.rate, limits.burst, monotonic)
+        #: The buckets of the other requests that make the server send to others, by kind
+        #: (``nick``, ``join`` for join and leave), made at first use.
+        self._buckets: dict[str, TokenBucket] | None = None
+        #: Refused requests in a row, of any kind.
         self._violations = 0
 
     # ------------------------------------------------------------------ output
@@ -142,10 +148,13 @@ class Session:
                 self._rate(ref)
                 self.hub.dm(m, to, text, ref)
             case Join(room=room, id=ref):
+                self._rate(ref, "join")
                 self._with_ref(ref, self.hub.join, m, room, ref)
             case Leave(room=room, id=ref):
+                self._rate(ref, "join")
                 self.hub.leave(m, room, ref)
             case Nick(name=name, id=ref):
+                self._rate(ref, "nick")
                 self._with_ref(ref, self.hub.rename, m, name, ref)
             case WhoRequest(room=room, id=ref):
                 name, names = self._with_ref(ref, self.hub.who, room)
@@ -185,7 +194,11 @@ class Session:
         if (
             type(room) is not str
             or type(text) is not str
-            or (ref is not None and type(ref) not in (str, int))
+            or (
+                ref is not None
+                and type(ref) is not int
+                and (type(ref) is not str or len(ref) > MAX_ID)
+            )
             or (action is not None and type(action) is not bool)
         ):
             # Let the event parser produce the precise message (it raises bad_request).
@@ -211,8 +224,23 @@ class Session:
             exc.ref = ref
             raise
 
-    def _rate(self, ref: Any) -> None:
-        wait = self._bucket.take()
+    def _rate(self, ref: Any, kind: str = "say") -> None:
+        """Take a token of ``kind``'s bucket (``say``: messages, ``say`` and ``dm``; ``nick``;
+        ``join``: join and leave), or raise ``rate_limited`` with ``retry_after``; the
+        ``max_rate_violations``-th refusal in a row closes the connection."""
+        if kind == "say":
+            bucket = self._bucket
+        else:
+            buckets = self._buckets
+            if buckets is None:
+                buckets = self._buckets = {}
+            found = buckets.get(kind)
+            if found is None:
+                limits = self.hub.limits
+                rate, burst = getattr(limits, f"{kind}_rate"), getattr(limits, f"{kind}_burst")
+                found = buckets[kind] = TokenBucket(rate, burst, self._monotonic)
+            bucket = found
+        wait = bucket.take()
         if wait == 0.0:
             self._violations = 0
             return
@@ -220,7 +248,11 @@ class Session:
         over = self._violations >= self.hub.limits.max_rate_violations
         raise ProtocolError(
             ErrorCode.RATE_LIMITED,
-            "flooding: disconnected" if over else "slow down: message not posted",
+            "flooding: disconnected"
+            if over
+            else "slow down: message not posted"
+            if kind == "say"
+            else f"slow down: too many {kind} requests",
             ref=ref,
             retry_after=round(wait, 3),
             closes=over,
@@ -241,12 +273,8 @@ class Session:
             raise ProtocolError(ErrorCode.HELLO_REQUIRED, "the first frame must be hello")
         self._hellos += 1
         if self._hellos > MAX_HELLO_ATTEMPTS:
-            ref = obj.get("id")
             raise ProtocolError(
-                ErrorCode.BAD_REQUEST,
-                "too many hello attempts",
-                closes=True,
-                ref=ref if type(ref) in (str, int) else None,
+                ErrorCode.BAD_REQUEST, "too many hello attempts", closes=True, ref=safe_ref(obj)
             )
         hello = parse_client(obj)
         assert isinstance(hello, Hello)
