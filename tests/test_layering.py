@@ -58,6 +58,7 @@ FLOORS: dict[str, int] = {
     "metrics": 3,
     # F4 composition
     "config": 4,
+    "tomlwriter": 4,
     "server": 4,
     # F5 front ends (``__main__`` is ``python -m asyncchat``: the CLI's)
     "cli": 5,
