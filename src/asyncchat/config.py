@@ -3,7 +3,7 @@
 ::
 
     ServerConfig
-    ├── listeners   tuple[Listener, ...]   one listening socket each: kind, host, port
+    ├── listeners   tuple[Listener, ...]   one listening socket each: kind, host, port, TLS
     ├── limits      Limits                 every resource bound (asyncchat.limits)
     ├── history     HistoryConfig          enabled, db, max, days, durability
     └── motd, log_level, loop
@@ -12,9 +12,9 @@
 a TOML file, the ``ASYNCCHAT_*`` environment, and the command line's flags. Every setting has
 one flat name (:data:`SETTINGS`) shared by the environment (upper-cased, prefixed) and the flags
 (dashes): ``max_frame`` is ``ASYNCCHAT_MAX_FRAME``, ``--max-frame`` and ``[limits] max_frame``
-in the file. ``host`` and ``port`` apply to the first tcp listener; ``history``, ``db``,
-``history_max``, ``history_days`` and ``durability`` are the ``[history]`` table's ``enabled``,
-``db``, ``max``, ``days`` and ``durability``.
+in the file. ``host``, ``port``, ``tls_cert`` and ``tls_key`` apply to the first tcp
+listener; ``history``, ``db``, ``history_max``, ``history_days`` and ``durability`` are the
+``[history]`` table's ``enabled``, ``db``, ``max``, ``days`` and ``durability``.
 
 The file is ours alone, so an unknown key in it is an error. The ``ASYNCCHAT_`` namespace of the
 environment is shared (the test suite's ``ASYNCCHAT_TEST_UNIT``, ``join``'s planned
@@ -97,11 +97,14 @@ def _whole(value: object) -> bool:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Listener:
     """One listening socket: its kind (only ``tcp``, the native framed protocol, today), its
-    host and its port (0: one the OS picks). Raises ``ConfigError`` for a bad value."""
+    host and its port (0: one the OS picks), and, for TLS, the PEM files of its certificate
+    chain and private key (both or neither). Raises ``ConfigError`` for a bad value."""
 
     kind: str = "tcp"
     host: str = "127.0.0.1"
     port: int = 1234
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         _one_of("kind", self.kind, LISTENER_KINDS)
@@ -109,6 +112,10 @@ class Listener:
             raise ConfigError(f"host must be a host name or address, not {self.host!r}")
         if not _whole(self.port) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be a port number, 0 to 65535, not {self.port!r}")
+        for key in ("tls_cert", "tls_key"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"{key} must be a file name, not {value!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,6 +171,11 @@ class ServerConfig:
         if not listeners:
             raise ConfigError("listeners must name at least one listener")
         object.__setattr__(self, "listeners", tuple(listeners))
+        for i, x in enumerate(listeners):
+            if (x.tls_cert is None) != (x.tls_key is None):
+                raise ConfigError(
+                    f"listeners[{i}]: tls_cert and tls_key go together: give both or neither"
+                )
         bound = [(x.host, x.port) for x in listeners if x.port != 0]
         for addr in bound:
             if bound.count(addr) > 1:
@@ -238,6 +250,8 @@ def _settings() -> dict[str, Setting]:
         ("loop", "", "loop"),
         ("host", "listener", "host"),
         ("port", "listener", "port"),
+        ("tls_cert", "listener", "tls_cert"),
+        ("tls_key", "listener", "tls_key"),
         ("history", "history", "enabled"),
         ("db", "history", "db"),
         ("history_max", "history", "max"),

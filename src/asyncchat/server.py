@@ -13,7 +13,7 @@ import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import wire
+from . import tls, wire
 from .backends import LocalBroker, SQLiteStore
 from .errors import ConfigError
 from .fanout import Member
@@ -43,7 +43,8 @@ class ChatServer:
     (or ``limits=``), and history, which is off unless ``db`` names an SQLite file (or
     ``":memory:"``) or a ``store`` is given; ``history_max`` (messages per room) and
     ``history_days`` bound what is kept, ``durability`` is ``"process"`` (an acknowledged
-    message survives a crash of the server) or ``"power"`` (of the machine too). Raises
+    message survives a crash of the server) or ``"power"`` (of the machine too); ``tls_cert``
+    and ``tls_key`` (PEM files, both or neither) serve TLS 1.2+ only. Raises
     :class:`~asyncchat.errors.ConfigError` for an unknown or invalid option or an unusable
     database, and ``OSError`` from :meth:`start` when an address cannot be bound.
     """
@@ -61,10 +62,12 @@ class ChatServer:
         history_days: float | None = None,
         durability: str = "process",
         store: HistoryStore[Pending] | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
         **limit_kwargs: Any,
     ) -> None:
         if config is not None:
-            options = (motd, limits, db, history_max, history_days)
+            options = (motd, limits, db, history_max, history_days, tls_cert, tls_key)
             given = limit_kwargs or any(o is not None for o in options)
             if given or (host, port, durability) != ("127.0.0.1", 1234, "process"):
                 raise ConfigError("pass either config= or options, not both")
@@ -73,12 +76,12 @@ class ChatServer:
             db = config.db_path()
             history_max, history_days = config.history.max, config.history.days
             durability = config.history.durability
-            addresses = [(lst.host, lst.port) for lst in config.listeners]
+            addresses = [(x.host, x.port, x.tls_cert, x.tls_key) for x in config.listeners]
         else:
             if limits is not None and limit_kwargs:
                 raise ConfigError("pass either limits= or limit keyword arguments, not both")
             limits = limits or Limits.from_kwargs(**limit_kwargs)
-            addresses = [(host, port)]
+            addresses = [(host, port, tls_cert, tls_key)]
         self.limits = limits
         self.motd = motd
         if store is None and db is not None:
@@ -91,10 +94,17 @@ class ChatServer:
         )
         self.hub = Hub(limits, self.broker)
         self.admission = Admission(self.hub)
-        self.listeners = [
-            TcpListener(h, p, hub=self.hub, admission=self.admission, motd=motd)
-            for h, p in addresses
-        ]
+        if any((c is None) != (k is None) for _, _, c, k in addresses):
+            raise ConfigError("tls_cert and tls_key go together: give both or neither")
+        #: The certificate files of each TLS listener, for :meth:`reload_tls`.
+        self._tls_files: dict[TcpListener, tuple[str, str]] = {}
+        self.listeners: list[TcpListener] = []
+        for h, p, cert, key in addresses:
+            ctx = None if cert is None or key is None else tls.server_context(cert, key)
+            listener = TcpListener(h, p, hub=self.hub, admission=self.admission, motd=motd, tls=ctx)
+            if cert is not None and key is not None:
+                self._tls_files[listener] = (cert, key)
+            self.listeners.append(listener)
         self._watchdog: asyncio.Task[None] | None = None
         self._closing = False
         self._closed = asyncio.Event()
@@ -193,6 +203,17 @@ class ChatServer:
             now = loop.time()
             for conn in list(self.admission.connections):
                 conn.tick(now)
+
+    def reload_tls(self) -> int:
+        """Read every TLS listener's certificate and key files again (certificates that renew):
+        new connections get the new certificate, open ones keep theirs. Returns how many
+        listeners were reloaded. Raises ``ConfigError`` for a file that cannot be used (that
+        listener keeps its old certificate)."""
+        for listener, (cert, key) in self._tls_files.items():
+            assert listener.tls is not None
+            tls.reload(listener.tls, cert, key)
+            log.info("reloaded the TLS certificate of %s:%d from %s", *listener.address, cert)
+        return len(self._tls_files)
 
     # ------------------------------------------------------------------ the host application
 

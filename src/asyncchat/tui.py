@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from .client import Client, Reconnected, Reconnecting, StreamEvent, connect
 from .errors import ConnectionClosed, ServerError
@@ -242,15 +242,23 @@ async def run_terminal(
     *,
     reconnect: bool = True,
     give_up: float | None = DEFAULT_GIVE_UP,
+    **client_options: Any,
 ) -> int:
     """Run the terminal client until the user quits (0), stdin ends with every line accepted (0)
     or the server goes away for good (1): at once without ``reconnect``, else after ``give_up``
-    seconds without a connection (None: never). Raises ``ConnectionClosed`` or ``ServerError``
-    when it cannot join at all."""
+    seconds without a connection (None: never). ``client_options`` go to :func:`connect`
+    (``ssl``, credentials). Raises ``ConnectionClosed`` or ``ServerError`` when it cannot join
+    at all."""
     stdin = stdin or sys.stdin
     tty = stdin.isatty()
     async with connect(
-        host, port, name=name, rooms=rooms, reconnect=reconnect, give_up=give_up
+        host,
+        port,
+        name=name,
+        rooms=rooms,
+        reconnect=reconnect,
+        give_up=give_up,
+        **client_options,
     ) as client:
         first = next(iter(client.welcome.rooms), LOBBY) if client.welcome else LOBBY
         term = Terminal(client, _print, first)

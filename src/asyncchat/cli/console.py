@@ -5,12 +5,15 @@ API only."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
-from ..errors import ProtocolError
+from ..errors import ConfigError, ProtocolError
 from ..server import ChatServer
 from ..text import escape
 
-__all__ = ["OPERATOR_HELP", "operator_command", "run_console"]
+__all__ = ["OPERATOR_HELP", "operator_command", "reload_tls", "run_console"]
+
+log = logging.getLogger("asyncchat")
 
 OPERATOR_HELP = """\
 operator commands:
@@ -19,6 +22,7 @@ operator commands:
   /who [ROOM]     who is in ROOM (default: lobby)
   /rooms          every room and its members
   /kick NAME      disconnect NAME
+  /reload-tls     read the TLS certificate and key files again (as SIGHUP does)
   /quit           shut the server down
   /help           this list"""
 
@@ -66,6 +70,8 @@ async def operator_command(server: ChatServer, line: str, stop: asyncio.Event) -
                     print("usage: /kick NAME")
                 elif not server.kick(rest):
                     print(f"nobody is called {escape(rest)}")
+            case "reload-tls":
+                reload_tls(server)
             case "quit":
                 stop.set()
             case "help":
@@ -74,3 +80,13 @@ async def operator_command(server: ChatServer, line: str, stop: asyncio.Event) -
                 print(f"unknown command /{escape(cmd)}; /help lists the commands")
     except ProtocolError as exc:
         print(f"{exc.code}: {exc.message}")
+
+
+def reload_tls(server: ChatServer) -> None:
+    """Reload the TLS certificates (SIGHUP, ``/reload-tls``); a failure is logged in one line
+    and the old certificate stays in use."""
+    try:
+        if not server.reload_tls():
+            log.warning("no listener serves TLS: nothing to reload")
+    except ConfigError as exc:
+        log.error("%s (the old certificate stays in use)", exc)

@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import ConnectionClosed, ServerError
+from ..errors import ConfigError, ConnectionClosed, ServerError
+from ..tls import client_context
 from ..tui import run_terminal
 
 __all__ = ["join"]
 
 
 async def join(args: argparse.Namespace) -> int:
-    """Run the terminal client; returns the exit status (1: refused, lost or no answer)."""
+    """Run the terminal client; returns the exit status (1: refused, lost or no answer).
+    Raises ``ConfigError`` for TLS options that cannot be used (exit 2)."""
+    if (args.ca or args.insecure) and not args.tls:
+        raise ConfigError("--ca and --insecure only go with --tls")
+    ssl = client_context(args.ca, insecure=args.insecure) if args.tls else None
     try:
         return await run_terminal(
             args.host,
@@ -21,6 +26,7 @@ async def join(args: argparse.Namespace) -> int:
             args.rooms,
             reconnect=not args.no_reconnect,
             give_up=args.give_up,
+            ssl=ssl,
         )
     except ServerError as exc:
         print(

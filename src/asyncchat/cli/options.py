@@ -132,6 +132,13 @@ def _serve(sub: _Subparsers[argparse.ArgumentParser]) -> None:
     serve.add_argument("--host", help=f"address (default: {listener.host})")
     serve.add_argument("--port", type=port, help=f"TCP port (default: {listener.port})")
     serve.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="serve TLS 1.2+ only, with this PEM certificate chain (with --tls-key; "
+        "SIGHUP or the console's /reload-tls reads both again)",
+    )
+    serve.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    serve.add_argument(
         "--loop",
         choices=LOOPS,
         help="event loop: uvloop where it imports (auto, the default), or asyncio",
@@ -235,6 +242,19 @@ def _join(sub: _Subparsers[argparse.ArgumentParser]) -> None:
         choices=LOOPS,
         default="auto",
         help="event loop: uvloop where it imports (auto, the default), or asyncio",
+    )
+    join.add_argument(
+        "--tls", action="store_true", help="connect with TLS, verifying the server's certificate"
+    )
+    join.add_argument(
+        "--ca",
+        metavar="FILE",
+        help="with --tls: trust the certificates in this PEM file (default: the system's)",
+    )
+    join.add_argument(
+        "--insecure",
+        action="store_true",
+        help="with --tls: do not verify the certificate or host name (testing only)",
     )
     join.add_argument("--name", required=True, help="your name (1-32 characters, no spaces)")
     join.add_argument(

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..config import SETTINGS, ServerConfig, load_config
 from ..server import ChatServer
-from .console import run_console
+from .console import reload_tls, run_console
 
 __all__ = ["configure", "serve"]
 
@@ -52,6 +52,7 @@ async def serve(cfg: ServerConfig) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_tls, server)
     console = None
     if sys.stdin is not None and sys.stdin.isatty():
         console = asyncio.create_task(run_console(server, stop), name="asyncchat-operator")
@@ -64,6 +65,6 @@ async def serve(cfg: ServerConfig) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await console
         await server.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     return 0

@@ -6,6 +6,7 @@ The :class:`~asyncchat.client.Client` owns one at a time and dials a new one aft
 from __future__ import annotations
 
 import asyncio
+import ssl as _ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,13 +53,26 @@ class Connection:
         resume: dict[str, int] | None,
         timeout: float,
         max_frame: int,
+        ssl: _ssl.SSLContext | None = None,
     ) -> tuple[Connection, Welcome]:
-        """Connect and say hello; the connection and its ``welcome``. Raises
-        ``ConnectionClosed``, ``ServerError`` (refused), ``TimeoutError`` (no welcome within
-        ``timeout``) or ``ProtocolError``."""
+        """Connect (with TLS if ``ssl`` is given: the certificate checked as the context says)
+        and say hello; the connection and its ``welcome``. Raises ``ConnectionClosed`` (a
+        certificate that fails verification included), ``ServerError`` (refused),
+        ``TimeoutError`` (no welcome within ``timeout``) or ``ProtocolError``."""
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(host, port)
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=ssl, ssl_handshake_timeout=timeout if ssl else None
+                )
+        except _ssl.SSLCertVerificationError as exc:
+            raise ConnectionClosed(
+                f"cannot connect to {host}:{port}: the server's certificate is not trusted "
+                f"({exc.verify_message or exc.reason})"
+            ) from None
+        except _ssl.SSLError as exc:
+            raise ConnectionClosed(
+                f"cannot connect to {host}:{port}: TLS failed ({exc.reason or exc})"
+            ) from None
         except OSError as exc:  # TimeoutError included
             raise ConnectionClosed(f"cannot connect to {host}:{port}: {describe(exc)}") from None
         conn = cls(reader, writer, max_frame)

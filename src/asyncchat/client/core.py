@@ -35,6 +35,7 @@ import itertools
 import logging
 import random
 import secrets
+import ssl as _ssl
 from collections.abc import AsyncIterator, Generator, Sequence
 from types import TracebackType
 from typing import Any
@@ -135,6 +136,7 @@ class Client(Requests):
         backoff_initial: float = DEFAULT_BACKOFF_INITIAL,
         backoff_max: float = DEFAULT_BACKOFF_MAX,
         give_up: float | None = None,
+        ssl: _ssl.SSLContext | bool | None = None,
     ) -> None:
         if not 0 < backoff_initial <= backoff_max:
             raise ConfigError("backoff_initial must be positive and at most backoff_max")
@@ -154,6 +156,9 @@ class Client(Requests):
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._give_up = give_up
+        self._ssl: _ssl.SSLContext | None = (
+            _ssl.create_default_context() if ssl is True else ssl if ssl else None
+        )
         # Request ids are unique beyond this connection: the server remembers the ids of
         # messages for a while (idempotent re-sends), also across its restarts.
         self._id_prefix = secrets.token_hex(6)
@@ -200,6 +205,7 @@ class Client(Requests):
             resume=resume,
             timeout=timeout,
             max_frame=self._max_frame,
+            ssl=self._ssl,
         )
         self.welcome = welcome
         self.name = welcome.name

@@ -113,14 +113,23 @@ class Connection:
 
     # ------------------------------------------------------------------ read loop
 
-    async def run(self, read: ReadFrame, wait_closed: Callable[[], Awaitable[None]]) -> None:
+    async def run(
+        self,
+        read: ReadFrame,
+        wait_closed: Callable[[], Awaitable[None]],
+        *,
+        started: float | None = None,
+    ) -> None:
         """Serve the connection: frames from ``read`` until the peer goes, quits or is closed;
-        then wait (at most ``write_timeout``) for ``wait_closed`` while the last bytes drain."""
+        then wait (at most ``write_timeout``) for ``wait_closed`` while the last bytes drain.
+        The ``hello`` must be complete ``handshake_timeout`` seconds after ``started`` (the
+        loop's time of the accept, before a TLS handshake; default: now)."""
         limits = self.limits
         session = self.session
+        start = self._time() if started is None else started
         try:
             try:
-                async with asyncio.timeout(limits.handshake_timeout):
+                async with asyncio.timeout_at(start + limits.handshake_timeout):
                     pre_max = min(limits.max_frame, PRE_HANDSHAKE_MAX_FRAME)
                     while session.member is None and not self.closed:
                         await self._handshake_frame(read, pre_max)

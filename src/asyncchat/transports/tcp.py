@@ -1,8 +1,16 @@
 """The native listener: 4-byte length-prefixed JSON frames over TCP, read with ``readexactly``.
 
 ``asyncio.start_server`` gives each connection a task; the listener applies admission at
-accept, sets ``TCP_NODELAY``, and hands a frame reader to the :class:`Connection` core. The
-``max_frame`` check on the 4-byte header, before the payload is read, is the memory bound.
+accept (IP bans, the connection limits), sets ``TCP_NODELAY``, and hands a frame reader to the
+:class:`Connection` core. The ``max_frame`` check on the 4-byte header, before the payload is
+read, is the memory bound.
+
+A TLS listener accepts its sockets itself (``sock_accept``), so that admission decides before a
+byte is read, not even a ClientHello; then ``connect_accepted_socket`` runs the TLS handshake
+within the same ``handshake_timeout`` as the ``hello`` that must follow it. (``start_tls`` on an
+accepted stream would be simpler, but uvloop may already have read the ClientHello into the
+plain stream by then, and the handshake would hang.) A peer that speaks anything but TLS is
+dropped at its first bytes with one log line.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 
 from .. import wire
 from ..errors import ErrorCode
@@ -26,6 +35,11 @@ log = logging.getLogger("asyncchat.server")
 #: Pending connections the kernel queues while the loop is busy (the default 100 drops SYNs in a
 #: connection storm; see docs/limits.md).
 LISTEN_BACKLOG = 4_096
+
+#: OpenSSL's reasons for a first record that is no TLS at all (plain text on a TLS port).
+_NOT_TLS = frozenset(
+    {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE"}
+)
 
 
 def frame_reader(reader: asyncio.StreamReader) -> ReadFrame:
@@ -45,19 +59,40 @@ class TcpListener:
     """One native TCP listening socket of a server."""
 
     def __init__(
-        self, host: str, port: int, *, hub: Hub, admission: Admission, motd: str | None
+        self,
+        host: str,
+        port: int,
+        *,
+        hub: Hub,
+        admission: Admission,
+        motd: str | None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        #: The TLS context of this listener (None: plain TCP); reloadable in place.
+        self.tls = tls
         self.port = port
         self.hub = hub
         self.admission = admission
         self.motd = motd
         self.server: asyncio.Server | None = None
+        #: A TLS listener's own listening sockets, their accept loops, and the connections
+        #: still in their TLS handshake (not yet counted by admission).
+        self._socks: list[socket.socket] = []
+        self._accepting: list[asyncio.Task[None]] = []
+        self._handshaking: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Bind and start accepting. Raises ``OSError`` if the address cannot be bound; its
         ``filename`` is ``host:port``, so that a server with several listeners says which."""
         try:
+            if self.tls is not None:
+                self._socks = _bind(self.host, self.port)
+                self._accepting = [
+                    asyncio.create_task(self._accept(s), name="asyncchat-accept")
+                    for s in self._socks
+                ]
+                return
             self.server = await asyncio.start_server(
                 self._on_connect,
                 self.host,
@@ -71,43 +106,109 @@ class TcpListener:
     @property
     def address(self) -> tuple[str, int]:
         """The bound (host, port)."""
-        if self.server is None or not self.server.sockets:
+        socks = self.server.sockets if self.server is not None else self._socks
+        if not socks:
             raise RuntimeError("the listener is not started")
-        host, port = self.server.sockets[0].getsockname()[:2]
+        host, port = socks[0].getsockname()[:2]
         return host, port
 
     def close(self) -> None:
-        """Stop accepting."""
+        """Stop accepting (and drop the connections still in their TLS handshake)."""
         if self.server is not None:
             self.server.close()
+        for task in (*self._accepting, *self._handshaking):
+            task.cancel()
+        for sock in self._socks:
+            sock.close()
 
     async def wait_closed(self) -> None:
         if self.server is not None:
             await self.server.wait_closed()
+        await asyncio.gather(*self._accepting, *self._handshaking, return_exceptions=True)
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
-        ip = peername[0] if isinstance(peername, tuple) else str(peername)
-        peer = f"{ip}:{peername[1]}" if isinstance(peername, tuple) else ip
-        admission = self.admission
-        refusal = admission.refusal(ip)
+        ip, peer = _peer(peername)
+        started = asyncio.get_running_loop().time()
+        refusal = self.admission.refusal(ip)
         if refusal is not None:
             log.info("refused %s: %s", peer, refusal)
             code = str(ErrorCode.TOO_MANY_CONNECTIONS)
             writer.write(wire.error(code, refusal) + wire.bye(code))
             writer.close()
             return
-        sock = writer.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _nodelay(writer.get_extra_info("socket"))
+        await self._serve(reader, writer, ip, peer, started)
+
+    async def _accept(self, listening: socket.socket) -> None:
+        """A TLS listener's accept loop: admission first, then a task for the handshake."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, addr = await loop.sock_accept(listening)
+            except OSError as exc:  # out of file descriptors, a reset before accept
+                log.warning("accept failed on %s:%d: %s", *self.address, exc)
+                await asyncio.sleep(0.1)
+                continue
+            started = loop.time()
+            ip, peer = _peer(addr)
+            refusal = self.admission.refusal(ip)
+            if refusal is not None:
+                log.info("refused %s: %s", peer, refusal)
+                sock.close()  # nothing read; a TLS client could not read a plain error anyway
+                continue
+            _nodelay(sock)
+            task = asyncio.create_task(self._handshake(sock, ip, peer, started))
+            self._handshaking.add(task)
+            task.add_done_callback(self._handshaking.discard)
+
+    async def _handshake(self, sock: socket.socket, ip: str, peer: str, started: float) -> None:
+        """The TLS handshake within ``handshake_timeout`` (dropped with one log line if it
+        fails), then the connection is served."""
+        assert self.tls is not None
+        loop = asyncio.get_running_loop()
+        timeout = self.hub.limits.handshake_timeout
+        reader = asyncio.StreamReader(limit=self.hub.limits.max_frame, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        try:
+            async with asyncio.timeout(timeout):
+                transport, _ = await loop.connect_accepted_socket(
+                    lambda: protocol, sock, ssl=self.tls, ssl_handshake_timeout=timeout
+                )
+        except TimeoutError:
+            why = f"no TLS handshake within handshake_timeout ({timeout}s)"
+        except ssl.SSLError as exc:
+            plain = exc.reason in _NOT_TLS
+            why = "TLS handshake failed: " + ("not TLS" if plain else str(exc.reason or exc))
+        except OSError as exc:
+            why = f"TLS handshake failed: {exc.strerror or exc or type(exc).__name__}"
+        else:
+            task = asyncio.current_task()
+            if task is not None:
+                self._handshaking.discard(task)  # admission owns it from here
+            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+            await self._serve(reader, writer, ip, peer, started)
+            return
+        log.info("dropped %s: %s", peer, why)
+        sock.close()
+
+    async def _serve(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        ip: str,
+        peer: str,
+        started: float,
+    ) -> None:
+        """Serve an admitted connection until it ends; this task is its owner."""
+        admission = self.admission
         task = asyncio.current_task()
         assert task is not None
         transport = writer.transport
         conn = Connection(transport, peer, hub=self.hub, admit=admission.admit, motd=self.motd)
         admission.opened(conn, task, ip)
         try:
-            await conn.run(frame_reader(reader), writer.wait_closed)
+            await conn.run(frame_reader(reader), writer.wait_closed, started=started)
         except asyncio.CancelledError:
             transport.abort()
             raise
@@ -116,3 +217,38 @@ class TcpListener:
             transport.abort()
         finally:
             admission.closed(conn, ip)
+
+
+def _peer(peername: object) -> tuple[str, str]:
+    """The IP address and the ``ip:port`` (for logs) of a peer name."""
+    if isinstance(peername, tuple):
+        return peername[0], f"{peername[0]}:{peername[1]}"
+    return str(peername), str(peername)
+
+
+def _nodelay(sock: socket.socket | None) -> None:
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _bind(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on every address of ``host`` (as ``asyncio.start_server`` binds).
+    Raises ``OSError``."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    socks: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, addr in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+            sock.listen(LISTEN_BACKLOG)
+            sock.setblocking(False)
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
