@@ -103,7 +103,7 @@ def test_db_path_is_none_without_history_else_the_default_file() -> None:
 
 def test_only_known_listener_kinds_are_accepted() -> None:
     """A listener kind this version does not serve is refused, naming the kinds it does."""
-    with pytest.raises(ConfigError, match=r"kind must be one of tcp, not 'web'"):
+    with pytest.raises(ConfigError, match=r"kind must be one of tcp, line, classic, not 'web'"):
         Listener(kind="web")
 
 

@@ -13,8 +13,11 @@ a TOML file, the ``ASYNCCHAT_*`` environment, and the command line's flags. Ever
 one flat name (:data:`SETTINGS`) shared by the environment (upper-cased, prefixed) and the flags
 (dashes): ``max_frame`` is ``ASYNCCHAT_MAX_FRAME``, ``--max-frame`` and ``[limits] max_frame``
 in the file. ``host``, ``port``, ``tls_cert`` and ``tls_key`` apply to the first tcp
-listener; ``history``, ``db``, ``history_max``, ``history_days`` and ``durability`` are the
-``[history]`` table's ``enabled``, ``db``, ``max``, ``days`` and ``durability``.
+listener, ``line_host``, ``line_port``, ``line_tls_cert`` and ``line_tls_key`` to the first line
+listener, and the ``classic_*`` ones to the first classic listener (a door is off unless its port
+is given, which creates it, on 127.0.0.1 unless its host is given too); ``history``, ``db``,
+``history_max``, ``history_days`` and ``durability`` are the ``[history]`` table's ``enabled``,
+``db``, ``max``, ``days`` and ``durability``.
 
 The file is ours alone, so an unknown key in it is an error. The ``ASYNCCHAT_`` namespace of the
 environment is shared (the test suite's ``ASYNCCHAT_TEST_UNIT``, ``join``'s planned
@@ -61,8 +64,12 @@ __all__ = [
     "to_toml",
 ]
 
-#: Kinds of listener this version serves (later: "web", "line", "classic").
-LISTENER_KINDS = ("tcp",)
+#: Kinds of listener this version serves: ``tcp`` (the native framed protocol), ``line`` (text
+#: lines: netcat, telnet) and ``classic`` (the 10-byte-header protocol of the course exercise);
+#: see docs/doors.md. Later: "web".
+LISTENER_KINDS = ("tcp", "line", "classic")
+#: The settings' section of each kind's first listener (``host``, ``line_host``...).
+_DOOR_SECTIONS = {"tcp": "listener", "line": "line", "classic": "classic"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 #: ``auto`` is uvloop where it imports, else asyncio.
 LOOPS = ("auto", "uvloop", "asyncio")
@@ -96,9 +103,9 @@ def _whole(value: object) -> bool:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Listener:
-    """One listening socket: its kind (only ``tcp``, the native framed protocol, today), its
-    host and its port (0: one the OS picks), and, for TLS, the PEM files of its certificate
-    chain and private key (both or neither). Raises ``ConfigError`` for a bad value."""
+    """One listening socket: its kind (one of :data:`LISTENER_KINDS`), its host and its port
+    (0: one the OS picks), and, for TLS, the PEM files of its certificate chain and private key
+    (both or neither). Raises ``ConfigError`` for a bad value."""
 
     kind: str = "tcp"
     host: str = "127.0.0.1"
@@ -220,7 +227,8 @@ class Setting:
     """One setting as the environment and the flags name it."""
 
     name: str  #: flat name: ``ASYNCCHAT_<NAME>``, ``--<name-with-dashes>``
-    section: str  #: "" (ServerConfig), "listener" (the first tcp one), "history", "limits"
+    section: str  #: "" (ServerConfig), "listener" (the first tcp one), "line", "classic" (the
+    #: first of that kind), "history", "limits"
     key: str  #: the field of that section
     type: str  #: the field's annotation: "int", "float | None", "tuple[str, ...]"...
 
@@ -238,6 +246,8 @@ class Setting:
 _SECTIONS: dict[str, type[Any]] = {
     "": ServerConfig,
     "listener": Listener,
+    "line": Listener,
+    "classic": Listener,
     "history": HistoryConfig,
     "limits": Limits,
 }
@@ -252,6 +262,11 @@ def _settings() -> dict[str, Setting]:
         ("port", "listener", "port"),
         ("tls_cert", "listener", "tls_cert"),
         ("tls_key", "listener", "tls_key"),
+        *(
+            (f"{kind}_{key}", kind, key)
+            for kind in ("line", "classic")
+            for key in ("host", "port", "tls_cert", "tls_key")
+        ),
         ("history", "history", "enabled"),
         ("db", "history", "db"),
         ("history_max", "history", "max"),
@@ -362,12 +377,21 @@ def _apply(
         except ConfigError as exc:
             raise ConfigError(f"{label(s)}: {exc}") from None
     listeners = list(cfg.listeners)
-    if changes["listener"]:
-        first = next((i for i, x in enumerate(listeners) if x.kind == "tcp"), None)
-        if first is None:
-            listeners.append(Listener(**changes["listener"]))
+    for kind, section in _DOOR_SECTIONS.items():
+        change = changes[section]
+        if not change:
+            continue
+        first = next((i for i, x in enumerate(listeners) if x.kind == kind), None)
+        if first is not None:
+            listeners[first] = dataclasses.replace(listeners[first], **change)
+        elif kind == "tcp":
+            listeners.append(Listener(**change))
+        elif "port" not in change:
+            given = label(SETTINGS[f"{kind}_{next(iter(change))}"])
+            port = label(SETTINGS[f"{kind}_port"])
+            raise ConfigError(f"{given}: the {kind} listener is off; {port} turns it on")
         else:
-            listeners[first] = dataclasses.replace(listeners[first], **changes["listener"])
+            listeners.append(Listener(kind=kind, **change))
     try:
         return dataclasses.replace(
             cfg,
@@ -377,7 +401,8 @@ def _apply(
             **changes[""],
         )
     except ConfigError as exc:  # only what involves several values: two listeners on one port
-        names = [label(SETTINGS[n]) for n in values if SETTINGS[n].section == "listener"]
+        doors = _DOOR_SECTIONS.values()
+        names = [label(SETTINGS[n]) for n in values if SETTINGS[n].section in doors]
         raise ConfigError(f"{', '.join(names or map(str, values))}: {exc}") from None
 
 

@@ -11,8 +11,10 @@
     ├── ConnectionClosed           the connection is gone (client side); ``reason`` says why
     ├── StoreError                 the history store cannot store messages any more (disk
     │                              full or gone): the server refuses to acknowledge new ones
-    └── ConfigError                local misuse: a bad limit, option or argument (never the
-                                   peer's fault; a ``ValueError`` too)
+    ├── ConfigError                local misuse: a bad limit, option or argument (never the
+    │                              peer's fault; a ``ValueError`` too)
+    └── UsageError                 a typed chat command is malformed or unknown; the message
+                                   is the line to show (``usage: /msg NAME TEXT``)
 
 The wire codes are the members of :class:`ErrorCode`. A :class:`ProtocolError` is turned into
 exactly one ``error`` frame by the connection layer, which then closes the connection only when
@@ -31,6 +33,7 @@ __all__ = [
     "ProtocolError",
     "ServerError",
     "StoreError",
+    "UsageError",
 ]
 
 
@@ -138,3 +141,8 @@ class StoreError(ChatError):
 
 class ConfigError(ChatError, ValueError):
     """A local misuse: an invalid limit, option or argument."""
+
+
+class UsageError(ChatError):
+    """A typed chat command (``/msg`` without a text, ``/frob``) is malformed or unknown; the
+    message is the line a text front end shows."""

@@ -4,6 +4,7 @@
 
     Sink          where one member's bytes go (every transport implements it)
     Codec         a sans-I/O translator for a wire other than the native 4-byte frames
+                  (text lines, the classic 10-byte header)
     HistoryStore  where room messages are kept (SQLite by default)
     Broker        assigns each room message its seq, stores it, dedupes re-sends, and hands
                   it back to the hub for fan-out and ack (in process today; Redis for a cluster)
@@ -14,11 +15,11 @@ these names only, and the adapters (transports, backends) implement them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from .events import ClientEvent, Ref
+from .events import Ref
 
 __all__ = [
     "Broker",
@@ -51,23 +52,52 @@ class Sink(Protocol):
         """Write ``final`` if it fits, then close (``abort``: without waiting for the buffer)."""
         ...
 
-    def ping(self) -> None:
-        """Send a ``ping`` now; any frame the peer sends afterwards proves it alive."""
+    def ping(self) -> bool:
+        """Send a ``ping`` now; any frame the peer sends afterwards proves it alive. False when
+        the transport cannot carry one (a text door: see :attr:`Codec.pings`)."""
         ...
 
 
 class Codec(Protocol):
-    """A sans-I/O translator between another wire and the native messages: bytes in, client
-    events out; native server frames (4-byte length + JSON) in, bytes of its own wire out.
-    The native TCP transport needs none: it reads frames with ``readexactly``."""
+    """A sans-I/O translator between another wire and the native messages, one per connection
+    (the text-line and classic 10-byte-header doors): bytes in, native client payloads (the JSON
+    of one frame) out, one at a time; native server frames (4-byte length + JSON) in, bytes of
+    its own wire out. What it answers by itself (a prompt, ``/help``, a usage line) is taken
+    with :meth:`take_output`. The native TCP transport needs none: it reads frames with
+    ``readexactly``.
 
-    def receive(self, data: bytes) -> Iterable[ClientEvent]:
-        """Feed received bytes; the complete client messages they finish. Raises
-        ``ProtocolError`` for input that breaks this wire's rules."""
+    The connection pulls a payload only once the one before was handled (and its answer, or
+    refusal, rendered), so the translation of the next message may depend on it: a name that
+    was taken is asked for again."""
+
+    @property
+    def pings(self) -> bool:
+        """Whether the peer can answer the native ``ping``. A person at netcat cannot: then the
+        server never pings it (nor reclaims its name) and TCP keepalive finds a dead peer."""
+        ...
+
+    def greeting(self) -> bytes:
+        """What to send as soon as the peer connects (a prompt for its name; may be empty)."""
+        ...
+
+    def receive(self, data: bytes, limit: int) -> None:
+        """Feed received bytes; ``limit`` is the most bytes one message may take (a longer one
+        is refused before it is buffered). Raises ``ProtocolError`` (closing) when the stream
+        cannot go on."""
+        ...
+
+    def next_payload(self) -> bytes | None:
+        """The next native client payload, or None until more bytes come. Raises
+        ``ProtocolError`` (closing) for a message that must end the connection."""
+        ...
+
+    def take_output(self) -> bytes:
+        """What the codec answered by itself since the last call, in its wire's bytes."""
         ...
 
     def render(self, frames: bytes) -> bytes:
-        """One or more native server frames as this wire's bytes."""
+        """One or more complete native server frames as this wire's bytes (b"" for frames the
+        wire does not show)."""
         ...
 
 

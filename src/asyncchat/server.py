@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from . import tls, wire
 from .backends import LocalBroker, SQLiteStore
+from .codecs.classic import ClassicCodec
+from .codecs.line import LineCodec
 from .errors import ConfigError
 from .fanout import Member
 from .hub import Hub, Pending
 from .interfaces import Broker, HistoryStore
 from .limits import Limits
 from .transports import Admission, TcpListener
+from .transports.tcp import CodecFactory
 
 if TYPE_CHECKING:
     from .config import ServerConfig
@@ -28,6 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["ChatServer", "run_server"]
 
 log = logging.getLogger("asyncchat.server")
+
+#: The codec of each kind of listener (None: the native frames).
+CODECS: dict[str, CodecFactory | None] = {"tcp": None, "line": LineCodec, "classic": ClassicCodec}
 
 
 class ChatServer:
@@ -76,12 +82,12 @@ class ChatServer:
             db = config.db_path()
             history_max, history_days = config.history.max, config.history.days
             durability = config.history.durability
-            addresses = [(x.host, x.port, x.tls_cert, x.tls_key) for x in config.listeners]
+            addresses = [(x.kind, x.host, x.port, x.tls_cert, x.tls_key) for x in config.listeners]
         else:
             if limits is not None and limit_kwargs:
                 raise ConfigError("pass either limits= or limit keyword arguments, not both")
             limits = limits or Limits.from_kwargs(**limit_kwargs)
-            addresses = [(host, port, tls_cert, tls_key)]
+            addresses = [("tcp", host, port, tls_cert, tls_key)]
         self.limits = limits
         self.motd = motd
         if store is None and db is not None:
@@ -94,14 +100,23 @@ class ChatServer:
         )
         self.hub = Hub(limits, self.broker)
         self.admission = Admission(self.hub)
-        if any((c is None) != (k is None) for _, _, c, k in addresses):
+        if any((c is None) != (k is None) for _, _, _, c, k in addresses):
             raise ConfigError("tls_cert and tls_key go together: give both or neither")
         #: The certificate files of each TLS listener, for :meth:`reload_tls`.
         self._tls_files: dict[TcpListener, tuple[str, str]] = {}
         self.listeners: list[TcpListener] = []
-        for h, p, cert, key in addresses:
+        for kind, h, p, cert, key in addresses:
             ctx = None if cert is None or key is None else tls.server_context(cert, key)
-            listener = TcpListener(h, p, hub=self.hub, admission=self.admission, motd=motd, tls=ctx)
+            listener = TcpListener(
+                h,
+                p,
+                hub=self.hub,
+                admission=self.admission,
+                motd=motd,
+                tls=ctx,
+                kind=kind,
+                codec=CODECS[kind],
+            )
             if cert is not None and key is not None:
                 self._tls_files[listener] = (cert, key)
             self.listeners.append(listener)
@@ -129,12 +144,23 @@ class ChatServer:
         self.hub.start()
         self._watchdog = asyncio.create_task(self._watch(), name="asyncchat-watchdog")
         for listener in self.listeners:
-            log.info("listening on %s:%d", *listener.address)
+            if listener.kind == "tcp":
+                log.info("listening on %s:%d", *listener.address)
+            else:
+                log.info("%s door listening on %s:%d", listener.kind, *listener.address)
 
     @property
     def address(self) -> tuple[str, int]:
         """The bound (host, port) of the first listener: with ``port=0`` where the OS put it."""
         return self.listeners[0].address
+
+    def address_of(self, kind: str) -> tuple[str, int]:
+        """The bound (host, port) of the first listener of ``kind`` (``tcp``, ``line``,
+        ``classic``). Raises ``LookupError`` if the server has none."""
+        for listener in self.listeners:
+            if listener.kind == kind:
+                return listener.address
+        raise LookupError(f"no {kind} listener")
 
     async def serve_forever(self) -> None:
         """Serve until cancelled or :meth:`close`\\ d."""

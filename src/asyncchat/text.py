@@ -1,27 +1,56 @@
-"""How chat events look as text: escaping peer strings, one line per event, the command help.
+"""Chat as lines of text: escaping peer strings, one line per event, the typed commands and
+their help.
 
 Shared by every front end that shows chat as lines of text (the terminal client, the transcript
-export, and the server's future line listener), so that none of them imports another. Sans-I/O:
-strings in, strings out.
+export, and the server's line listener), so that none of them imports another: a typed line is
+parsed here into the client event it asks for (:func:`parse_command`), and what comes back is
+shown with :func:`format_event` and the ``*_line`` helpers. Sans-I/O: strings in, strings out.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from typing import Literal
 
+from .errors import UsageError
 from .events import (
     Bye,
+    ClientEvent,
     DirectMessage,
     Error,
+    Join,
     Joined,
+    Leave,
     Left,
     Message,
+    Nick,
+    Quit,
     Renamed,
+    RoomInfo,
+    RoomsRequest,
+    Say,
+    SendDm,
     ServerEvent,
     Welcome,
+    WhoRequest,
 )
 
-__all__ = ["HELP", "back_line", "clock", "escape", "format_event"]
+__all__ = [
+    "HELP",
+    "UNAVAILABLE",
+    "Command",
+    "action_line",
+    "back_line",
+    "clock",
+    "dm_sent_line",
+    "escape",
+    "format_event",
+    "parse_command",
+    "rooms_line",
+    "talking_line",
+    "who_line",
+]
 
 HELP = """\
 commands:
@@ -102,3 +131,85 @@ def back_line(missed: int, truncated: bool) -> str:
             return f"-- back, {n}; older ones were not kept"
         return "-- back; messages sent meanwhile were not kept"
     return f"-- back, {n}" if missed else "-- back, nothing missed"
+
+
+#: Commands of the chat's text front ends that this server does not offer yet: answered with
+#: a clear line rather than "unknown command".
+UNAVAILABLE = frozenset({"topic", "away", "login"})
+
+#: What one typed line asks for: a client event (its ``id`` unset), ``"help"``, or None
+#: (an empty line: nothing to do).
+Command = ClientEvent | Literal["help"] | None
+
+
+def parse_command(line: str, room: str) -> Command:
+    """The request a typed ``line`` makes, ``room`` being the current room: plain text (or
+    ``//TEXT``, for a line that starts with ``/``) is a :class:`~asyncchat.events.Say` there;
+    ``/join``, ``/leave``, ``/nick``, ``/msg``, ``/me``, ``/who``, ``/rooms`` and ``/quit`` are
+    their events (see :data:`HELP`). Raises :class:`~asyncchat.errors.UsageError` with the line
+    to show for a malformed, unknown or unavailable command."""
+    if not line.startswith("/") or line.startswith("//"):
+        text = line[1:] if line.startswith("//") else line
+        return Say(room=room, text=text) if text else None
+    cmd, _, rest = line[1:].partition(" ")
+    rest = rest.strip()
+    match cmd.lower():
+        case "join":
+            return Join(room=_one(rest, "/join ROOM"))
+        case "leave":
+            return Leave(room=rest or room)
+        case "nick":
+            return Nick(name=_one(rest, "/nick NAME"))
+        case "msg":
+            to, _, text = rest.partition(" ")
+            if not to or not text.strip():
+                raise UsageError("usage: /msg NAME TEXT")
+            return SendDm(to=to, text=text)
+        case "me":
+            if not rest:
+                raise UsageError("usage: /me TEXT")
+            return Say(room=room, text=rest, action=True)
+        case "who":
+            return WhoRequest(room=rest or room)
+        case "rooms":
+            if rest:
+                raise UsageError("usage: /rooms")
+            return RoomsRequest()
+        case "quit":
+            return Quit(reason=rest or None)
+        case "help":
+            return "help"
+        case word if word in UNAVAILABLE:
+            raise UsageError(f"/{word} is not available on this server")
+    raise UsageError(f"unknown command /{escape(cmd)}; /help lists the commands")
+
+
+def _one(rest: str, usage: str) -> str:
+    if not rest or " " in rest:
+        raise UsageError(f"usage: {usage}")
+    return rest
+
+
+def who_line(room: str, names: Iterable[str]) -> str:
+    """The answer to ``/who``."""
+    return f"-- #{escape(room)}: {', '.join(escape(n) for n in names)}"
+
+
+def rooms_line(rooms: Iterable[RoomInfo]) -> str:
+    """The answer to ``/rooms``."""
+    return "-- rooms: " + ", ".join(f"#{escape(r.name)} ({r.members})" for r in rooms)
+
+
+def dm_sent_line(to: str, text: str) -> str:
+    """A private message of ours, once the server took it."""
+    return f"[dm you -> {escape(to)}] {escape(text)}"
+
+
+def action_line(me: str, text: str) -> str:
+    """An action (``/me``) of ours, once the server took it."""
+    return f"* {escape(me)} {escape(text)}"
+
+
+def talking_line(room: str) -> str:
+    """The current room changed without a ``/join`` (the current one was left)."""
+    return f"-- you are now talking in #{escape(room)}"

@@ -19,9 +19,33 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TextIO
 
 from .client import Client, Reconnected, Reconnecting, StreamEvent, connect
-from .errors import ConnectionClosed, ServerError
-from .events import Ack, Bye, Error, WhoReply
-from .text import HELP, back_line, escape, format_event
+from .errors import ConnectionClosed, ServerError, UsageError
+from .events import (
+    Ack,
+    Bye,
+    Error,
+    Join,
+    Leave,
+    Nick,
+    Quit,
+    RoomsRequest,
+    Say,
+    SendDm,
+    WhoReply,
+    WhoRequest,
+)
+from .text import (
+    HELP,
+    action_line,
+    back_line,
+    dm_sent_line,
+    escape,
+    format_event,
+    parse_command,
+    rooms_line,
+    talking_line,
+    who_line,
+)
 
 __all__ = ["DEFAULT_GIVE_UP", "LOBBY", "Terminal", "run_terminal"]
 
@@ -80,72 +104,41 @@ class Terminal:
         except ServerError as exc:
             self.refused += 1
             self.out(f"!! {escape(exc.code)}: {escape(exc.message)}")
-        except _Usage as exc:
+        except UsageError as exc:
             self.refused += 1
             self.out(f"!! {exc}")
         return True
 
     async def _command(self, line: str) -> bool:
         client = self.client
-        if not line.startswith("/") or line.startswith("//"):
-            text = line[1:] if line.startswith("//") else line
-            if text:
-                await client.say(self.room, text)
-            return True
-        cmd, _, rest = line[1:].partition(" ")
-        rest = rest.strip()
-        match cmd.lower():
-            case "join":
-                room = _one(rest, "/join ROOM")
+        match parse_command(line, self.room):
+            case Say(room=room, text=text, action=action):
+                await client.say(room, text, action=action)
+                if action:
+                    self.out(action_line(client.name, text))
+            case Join(room=room):
                 joined = await client.join(room)
                 self.room = joined.room
-            case "leave":
-                room = rest or self.room
+            case Leave(room=room):
                 await client.leave(room)
                 if room.casefold() == self.room.casefold():
                     self.room = min(client.joined, default=LOBBY, key=str.casefold)
-                    self.out(f"-- you are now talking in #{escape(self.room)}")
-            case "nick":
-                await client.nick(_one(rest, "/nick NAME"))
-            case "msg":
-                to, _, text = rest.partition(" ")
-                if not to or not text.strip():
-                    raise _Usage("usage: /msg NAME TEXT")
+                    self.out(talking_line(self.room))
+            case Nick(name=name):
+                await client.nick(name)
+            case SendDm(to=to, text=text):
                 await client.dm(to, text)
-                self.out(f"[dm you -> {escape(to)}] {escape(text)}")
-            case "me":
-                if not rest:
-                    raise _Usage("usage: /me TEXT")
-                await client.say(self.room, rest, action=True)
-                self.out(f"* {escape(client.name)} {escape(rest)}")
-            case "who":
-                room = rest or self.room
-                names = await client.who(room)
-                self.out(f"-- #{escape(room)}: {', '.join(escape(n) for n in names)}")
-            case "rooms":
-                if rest:
-                    raise _Usage("usage: /rooms")
-                rooms = await client.rooms()
-                listing = ", ".join(f"#{escape(r.name)} ({r.members})" for r in rooms)
-                self.out(f"-- rooms: {listing}")
-            case "quit":
-                self.quit_reason = rest
+                self.out(dm_sent_line(to, text))
+            case WhoRequest(room=room):
+                self.out(who_line(room, await client.who(room)))
+            case RoomsRequest():
+                self.out(rooms_line(await client.rooms()))
+            case Quit(reason=reason):
+                self.quit_reason = reason or ""
                 return False
             case "help":
                 self.out(HELP)
-            case _:
-                raise _Usage(f"unknown command /{cmd}; /help lists the commands")
         return True
-
-
-class _Usage(Exception):
-    """A command typed wrongly; the message is the usage line."""
-
-
-def _one(rest: str, usage: str) -> str:
-    if not rest or " " in rest:
-        raise _Usage(f"usage: {usage}")
-    return rest
 
 
 async def _piped_lines(stdin: TextIO) -> AsyncIterator[str]:

@@ -138,6 +138,24 @@ def _serve(sub: _Subparsers[argparse.ArgumentParser]) -> None:
         "SIGHUP or the console's /reload-tls reads both again)",
     )
     serve.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    doors = serve.add_argument_group("text doors (off by default; see docs/doors.md)")
+    for kind, what in (
+        ("line", "text lines (netcat, telnet)"),
+        ("classic", "the classic 10-byte-header chat protocol"),
+    ):
+        doors.add_argument(f"--{kind}-port", type=port, help=f"serve {what} on this port too")
+        doors.add_argument(
+            f"--{kind}-host", help=f"address of the {kind} door (default: {listener.host})"
+        )
+        doors.add_argument(
+            f"--{kind}-tls-cert",
+            metavar="FILE",
+            help=f"serve the {kind} door with TLS only, with this PEM certificate chain "
+            f"(with --{kind}-tls-key)",
+        )
+        doors.add_argument(
+            f"--{kind}-tls-key", metavar="FILE", help=f"the PEM private key of --{kind}-tls-cert"
+        )
     serve.add_argument(
         "--loop",
         choices=LOOPS,

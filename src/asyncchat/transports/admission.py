@@ -70,7 +70,8 @@ class Admission:
         """What must pass before ``hello`` is welcomed. A name held by a connection that has
         been silent for ``RECLAIM_QUIET`` seconds is reclaimed: the holder is pinged and, if
         nothing comes back within ``RECLAIM_TIMEOUT``, evicted (its rooms see ``left``
-        ``timeout``). Works for a holder on any transport, through its sink."""
+        ``timeout``). Works for a holder on any transport that carries pings, through its sink;
+        a text-door holder (no pings) keeps the name: the newcomer gets ``name_taken``."""
         holder = self.hub.members.get(name_key(hello.name))
         if holder is None:
             return
@@ -79,7 +80,8 @@ class Admission:
         heard = sink.last_activity
         if loop.time() - heard < RECLAIM_QUIET:
             return
-        sink.ping()
+        if not sink.ping():
+            return  # a peer that cannot answer a ping keeps its name until TCP says it is dead
         deadline = loop.time() + RECLAIM_TIMEOUT
         while loop.time() < deadline:
             await asyncio.sleep(0.05)

@@ -69,6 +69,8 @@ class Connection:
         self._time = loop.time
         self.last_activity = loop.time()
         self.ping_at: float | None = None
+        #: Whether the peer answers pings (False on the text doors: TCP keepalive instead).
+        self.pings = True
         self._pings = 0
         # Write progress, for write_timeout: bytes handed to the transport, and what had been
         # drained to the socket at the last watchdog tick.
@@ -104,12 +106,15 @@ class Connection:
         else:
             transport.close()
 
-    def ping(self) -> None:
-        """Send a ping now (keepalive, or a name reclaim)."""
+    def ping(self) -> bool:
+        """Send a ping now (keepalive, or a name reclaim); False if the peer cannot answer one."""
+        if not self.pings:
+            return False
         m = self.session.member
         if m is not None:
             self._pings += 1
             self.hub.send(m, wire.ping(self._pings))
+        return True
 
     # ------------------------------------------------------------------ read loop
 
@@ -252,8 +257,8 @@ class Connection:
                 self._stalled()
                 return
         m = self.session.member
-        if self.closed or m is None:
-            return  # handshake_timeout covers the unnamed
+        if self.closed or m is None or not self.pings:
+            return  # handshake_timeout covers the unnamed; TCP keepalive the text doors
         if self.ping_at is None:
             if now - self.last_activity >= limits.ping_interval:
                 self.ping()

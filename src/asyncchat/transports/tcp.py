@@ -1,4 +1,5 @@
-"""The native listener: 4-byte length-prefixed JSON frames over TCP, read with ``readexactly``.
+"""The TCP listeners: the native one (4-byte length-prefixed JSON frames, read with
+``readexactly``), and the doors whose wire a :class:`~asyncchat.interfaces.Codec` translates.
 
 ``asyncio.start_server`` gives each connection a task; the listener applies admission at
 accept (IP bans, the connection limits), sets ``TCP_NODELAY``, and hands a frame reader to the
@@ -11,6 +12,9 @@ within the same ``handshake_timeout`` as the ``hello`` that must follow it. (``s
 accepted stream would be simpler, but uvloop may already have read the ClientHello into the
 plain stream by then, and the handshake would hang.) A peer that speaks anything but TLS is
 dropped at its first bytes with one log line.
+
+A listener with a codec (the text doors) hands the core a :class:`~.codec.CodecConnection` and
+the codec's reader instead, and turns on TCP keepalive for peers that cannot answer pings.
 """
 
 from __future__ import annotations
@@ -20,21 +24,28 @@ import contextlib
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 
 from .. import wire
 from ..errors import ErrorCode
 from ..framing import HEADER, check_length
 from ..hub import Hub
+from ..interfaces import Codec
+from ..limits import Limits
 from .admission import Admission
+from .codec import CodecConnection, codec_reader, keepalive
 from .connection import Connection, ReadFrame
 
-__all__ = ["LISTEN_BACKLOG", "TcpListener"]
+__all__ = ["LISTEN_BACKLOG", "CodecFactory", "TcpListener"]
 
 log = logging.getLogger("asyncchat.server")
 
 #: Pending connections the kernel queues while the loop is busy (the default 100 drops SYNs in a
 #: connection storm; see docs/limits.md).
 LISTEN_BACKLOG = 4_096
+
+#: Makes the codec of one connection of a door, from the server's limits.
+CodecFactory = Callable[[Limits], Codec]
 
 #: OpenSSL's reasons for a first record that is no TLS at all (plain text on a TLS port).
 _NOT_TLS = frozenset(
@@ -56,7 +67,8 @@ def frame_reader(reader: asyncio.StreamReader) -> ReadFrame:
 
 
 class TcpListener:
-    """One native TCP listening socket of a server."""
+    """One TCP listening socket of a server: native frames, or, with ``codec``, the wire of a
+    door (``kind`` names it in logs)."""
 
     def __init__(
         self,
@@ -67,6 +79,8 @@ class TcpListener:
         admission: Admission,
         motd: str | None,
         tls: ssl.SSLContext | None = None,
+        kind: str = "tcp",
+        codec: CodecFactory | None = None,
     ) -> None:
         self.host = host
         #: The TLS context of this listener (None: plain TCP); reloadable in place.
@@ -75,6 +89,8 @@ class TcpListener:
         self.hub = hub
         self.admission = admission
         self.motd = motd
+        self.kind = kind
+        self.codec = codec
         self.server: asyncio.Server | None = None
         #: A TLS listener's own listening sockets, their accept loops, and the connections
         #: still in their TLS handshake (not yet counted by admission).
@@ -134,7 +150,10 @@ class TcpListener:
         if refusal is not None:
             log.info("refused %s: %s", peer, refusal)
             code = str(ErrorCode.TOO_MANY_CONNECTIONS)
-            writer.write(wire.error(code, refusal) + wire.bye(code))
+            frames = wire.error(code, refusal) + wire.bye(code)
+            if self.codec is not None:  # in the door's own wire
+                frames = self.codec(self.hub.limits).render(frames)
+            writer.write(frames)
             writer.close()
             return
         _nodelay(writer.get_extra_info("socket"))
@@ -205,10 +224,28 @@ class TcpListener:
         task = asyncio.current_task()
         assert task is not None
         transport = writer.transport
-        conn = Connection(transport, peer, hub=self.hub, admit=admission.admit, motd=self.motd)
+        conn: Connection
+        read: ReadFrame
+        if self.codec is None:
+            conn = Connection(transport, peer, hub=self.hub, admit=admission.admit, motd=self.motd)
+            read = frame_reader(reader)
+        else:
+            limits = self.hub.limits
+            codec = self.codec(limits)
+            if not codec.pings:
+                sock = writer.get_extra_info("socket")
+                if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                    keepalive(sock, limits)
+            conn = CodecConnection(
+                transport, peer, codec, hub=self.hub, admit=admission.admit, motd=self.motd
+            )
+            read = codec_reader(reader, conn)
+            greeting = codec.greeting()
+            if greeting:
+                transport.write(greeting)
         admission.opened(conn, task, ip)
         try:
-            await conn.run(frame_reader(reader), writer.wait_closed, started=started)
+            await conn.run(read, writer.wait_closed, started=started)
         except asyncio.CancelledError:
             transport.abort()
             raise
