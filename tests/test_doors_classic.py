@@ -35,7 +35,7 @@ class ClassicClient:
 
     def send(self, text: str) -> None:
         data = text.encode("utf-8")
-        self.sock.sendall(f"{len(data):<{HEADER_LENGTH}}".encode("utf-8") + data)
+        self.sock.sendall(f"{len(data):<{HEADER_LENGTH}}".encode() + data)
 
     def _exactly(self, n: int) -> bytes:
         data = b""
@@ -118,7 +118,7 @@ async def test_textbook_clients_byte_sequences_are_accepted(doors: ChatServer) -
     the username frame, then each text frame with its own sendall."""
     bob = await open_tcp(doors, "bob")
     host, port = doors.address_of("classic")
-    reader, writer = await asyncio.open_connection(host, port)
+    _reader, writer = await asyncio.open_connection(host, port)
     writer.write(frame(b"bench-1") + frame(b"x" * 100) + frame("ünï 🎉".encode()))
     for text in ("x" * 100, "ünï 🎉"):
         msg = await bob.recv_match(type="message")

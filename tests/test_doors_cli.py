@@ -19,6 +19,9 @@ from asyncchat.config import Listener, from_dict, load_config
 from .conftest import WAIT
 from .test_config import BASE_ENV, cli, free_port, one_line_error, printed
 
+#: ``asyncchat serve`` on a free chat port, without history.
+SERVE = [sys.executable, "-m", "asyncchat", "serve", "--port", "0", "--no-history"]
+
 
 def test_flags_and_variables_turn_the_doors_on() -> None:
     """--line-port and --classic-port (with their hosts), or ASYNCCHAT_LINE_PORT and
@@ -66,8 +69,7 @@ def test_a_taken_door_port_is_the_chat_port_error() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "asyncchat", "serve", "--port", "0", "--no-history"]
-            + ["--line-port", str(port)],
+            [*SERVE, "--line-port", str(port)],
             env=BASE_ENV,
             capture_output=True,
             text=True,
@@ -88,8 +90,7 @@ def test_served_doors_chat_through_plain_sockets() -> None:
     client on Q talk to each other."""
     line_port, classic_port = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "asyncchat", "serve", "--port", "0", "--no-history"]
-        + ["--line-port", str(line_port), "--classic-port", str(classic_port)],
+        [*SERVE, "--line-port", str(line_port), "--classic-port", str(classic_port)],
         env=BASE_ENV,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
