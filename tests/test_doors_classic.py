@@ -81,7 +81,7 @@ async def classic(server: ChatServer, username: str) -> ClassicClient:
     host, port = server.address_of("classic")
     c = await asyncio.to_thread(ClassicClient, host, port, username)
     sender, text = await asyncio.to_thread(c.receive)
-    assert sender == "*server" and text.startswith("connected to asyncchat/0.1.0 as "), text
+    assert sender == "*server" and text.startswith("-- connected to asyncchat/0.1.0 as "), text
     return c
 
 
@@ -143,12 +143,12 @@ async def test_a_bad_header_closes_that_client_only(
     bob = await open_tcp(doors, "bob")
     carol = await classic(doors, "carol")
     dave = await classic(doors, "dave")
-    assert await receive(carol) == ("*server", "dave joined #lobby")
+    assert await receive(carol) == ("*server", "-> dave joined #lobby")
     await asyncio.to_thread(dave.sock.sendall, b"hello, wor")
     pairs = await asyncio.to_thread(dave.receive_until_closed)
-    assert pairs[0][0] == "*server" and pairs[0][1].startswith("error: bad_frame: ")
-    assert pairs[-1] == ("*server", "the server closed the connection: bad_frame")
-    assert await receive(carol) == ("*server", "dave left #lobby (disconnect)")
+    assert pairs[0][0] == "*server" and pairs[0][1].startswith("!! bad_frame: ")
+    assert pairs[-1] == ("*server", "!! the server closed the connection: bad_frame")
+    assert await receive(carol) == ("*server", "<- dave left #lobby (disconnect)")
     await asyncio.to_thread(carol.send, "still here")
     assert (await bob.recv_match(type="message"))["text"] == "still here"
     assert any("dave disconnected (bad_frame" in r.getMessage() for r in caplog.records)
@@ -164,13 +164,13 @@ async def test_lengths_over_max_frame_close_and_bad_utf8_is_refused() -> None:
         await asyncio.to_thread(carol.sock.sendall, frame(b"caf\xe9"))
         assert await receive(carol) == (
             "*server",
-            "error: your message is not UTF-8 text: not posted",
+            "!! bad_frame: your message is not UTF-8 text: not posted",
         )
         await asyncio.to_thread(carol.send, "fine")
         assert (await bob.recv_match(type="message"))["text"] == "fine"
         await asyncio.to_thread(carol.sock.sendall, b"99999     ")
         pairs = await asyncio.to_thread(carol.receive_until_closed)
-        assert pairs[0] == ("*server", "error: frame_too_large: message of 99999 bytes exceeds "
+        assert pairs[0] == ("*server", "!! frame_too_large: message of 99999 bytes exceeds "
                             "max_frame=4096")  # fmt: skip
         assert (await bob.recv_match(type="left", name="carol"))["reason"] == "disconnect"
 
@@ -181,9 +181,9 @@ async def test_a_taken_username_gets_a_suffix(doors: ChatServer) -> None:
     bob = await open_tcp(doors, "bob")
     host, port = doors.address_of("classic")
     second = await asyncio.to_thread(ClassicClient, host, port, "Bob")
-    assert await receive(second) == ("*server", "connected to asyncchat/0.1.0 as Bob_2")
+    assert await receive(second) == ("*server", "-- connected to asyncchat/0.1.0 as Bob_2")
     third = await asyncio.to_thread(ClassicClient, host, port, "bob")
-    assert await receive(third) == ("*server", "connected to asyncchat/0.1.0 as bob_3")
+    assert await receive(third) == ("*server", "-- connected to asyncchat/0.1.0 as bob_3")
     await asyncio.to_thread(third.send, "which bob?")
     assert (await bob.recv_match(type="message"))["from"] == "bob_3"
     assert doors.members == ["bob", "Bob_2", "bob_3"]
@@ -196,7 +196,7 @@ async def test_an_unusable_username_is_refused_with_a_notice(doors: ChatServer) 
     c = await asyncio.to_thread(ClassicClient, host, port, "two words")
     pairs = await asyncio.to_thread(c.receive_until_closed)
     assert pairs[0][0] == "*server"
-    assert pairs[0][1].startswith("error: name_invalid: the username 'two words' cannot be used")
+    assert pairs[0][1].startswith("!! name_invalid: the username 'two words' cannot be used")
     assert doors.members == []
 
 
@@ -205,7 +205,7 @@ async def test_classic_line_and_tcp_members_share_lobby(doors: ChatServer) -> No
     classic client as notices from *server, and line and classic clients talk."""
     carol = await classic(doors, "carol")
     alice = await open_line(doors, "alice")
-    assert await receive(carol) == ("*server", "alice joined #lobby")
+    assert await receive(carol) == ("*server", "-> alice joined #lobby")
     alice.send("hi carol\n")
     assert await receive(carol) == ("alice", "hi carol")
     await asyncio.to_thread(carol.send, "hi alice")
@@ -213,8 +213,12 @@ async def test_classic_line_and_tcp_members_share_lobby(doors: ChatServer) -> No
     reader, writer = await asyncio.open_connection(*doors.address_of("tcp"))
     raw = RawClient(reader, writer)
     await raw.hello("bob")
-    assert await receive(carol) == ("*server", "bob joined #lobby")
+    assert await receive(carol) == ("*server", "-> bob joined #lobby")
     raw.send({"type": "nick", "name": "robert"})
-    assert await receive(carol) == ("*server", "bob is now known as robert")
+    assert await receive(carol) == ("*server", "-- bob is now known as robert")
+    raw.send({"type": "topic", "room": "lobby", "text": "release day"})
+    assert await receive(carol) == ("*server", "-- #lobby topic: release day (set by robert)")
+    raw.send({"type": "away", "message": "lunch"})
+    assert await receive(carol) == ("*server", "-- robert is away: lunch")
     await raw.close()
-    assert await receive(carol) == ("*server", "robert left #lobby (disconnect)")
+    assert await receive(carol) == ("*server", "<- robert left #lobby (disconnect)")

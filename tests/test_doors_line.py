@@ -168,9 +168,15 @@ async def test_taken_and_invalid_names_are_asked_again(doors: ChatServer) -> Non
     assert (msg["from"], msg["text"]) == ("carol", "first words")
 
 
-async def test_commands_reach_the_server_and_show_their_answers(doors: ChatServer) -> None:
-    """/join moves the current room, /msg and /me show what was sent, /who and /rooms answer,
-    /nick renames, /leave falls back to another room: the terminal client's commands."""
+async def test_commands_reach_the_server_and_show_their_answers() -> None:
+    """/join moves the current room, /msg and /me show what was sent, /who, /rooms, /topic and
+    /away answer, /nick renames, /leave falls back to another room: the terminal client's
+    commands."""
+    async with ChatServer(config=door_config(**NO_FLOOD)) as server:
+        await _commands(server)
+
+
+async def _commands(doors: ChatServer) -> None:
     bob = await open_tcp(doors, "bob")
     c = await open_line(doors, "alice")
     bob.send({"type": "join", "room": "dev"})
@@ -191,6 +197,15 @@ async def test_commands_reach_the_server_and_show_their_answers(doors: ChatServe
     assert (await bob.recv_match(type="message", text="waves"))["action"] is True
     c.send("/rooms\n")
     assert await c.until("^-- rooms") == "-- rooms: #dev (2), #lobby (2)"
+    c.send("/topic release on Friday\n")
+    assert await c.until("topic") == "-- #dev topic: release on Friday (set by you)"
+    assert (await bob.recv_match(type="topic"))["text"] == "release on Friday"
+    c.send("/topic\n")
+    assert await c.until("topic") == "-- #dev topic: release on Friday (set by you)"
+    c.send("/away lunch\n")
+    assert await c.until("away") == "-- you are away: lunch"
+    c.send("/away\n")
+    assert await c.until("back") == "-- you are back"
     c.send("/nick alicia\n")
     assert await c.until("known as") == "-- alice is now known as alicia"
     c.send("/leave\n")
@@ -208,8 +223,8 @@ async def test_commands_reach_the_server_and_show_their_answers(doors: ChatServe
 async def test_help_usage_unknown_and_unavailable_commands_answer_a_line(
     doors: ChatServer,
 ) -> None:
-    """/help lists the commands; a malformed, unknown or not yet offered command (/topic,
-    /away, /login) answers one clear line, and a refused request its error code; none closes."""
+    """/help lists the commands; a malformed, unknown or not yet offered command (/login)
+    answers one clear line, and a refused request its error code; none closes."""
     bob = await open_tcp(doors, "bob")
     c = await open_line(doors, "alice")
     c.send("/help\n")
@@ -219,8 +234,6 @@ async def test_help_usage_unknown_and_unavailable_commands_answer_a_line(
         ("/msg bob", "!! usage: /msg NAME TEXT"),
         ("/join", "!! usage: /join ROOM"),
         ("/frob x", "!! unknown command /frob; /help lists the commands"),
-        ("/topic hello", "!! /topic is not available on this server"),
-        ("/away lunch", "!! /away is not available on this server"),
         ("/login alice secret", "!! /login is not available on this server"),
         ("/msg nobody hi", "!! no_such_user: nobody is called 'nobody'"),
         ("/leave nowhere", "!! not_in_room: "),

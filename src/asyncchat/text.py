@@ -15,6 +15,8 @@ from typing import Literal
 
 from .errors import UsageError
 from .events import (
+    Away,
+    AwayRequest,
     Bye,
     ClientEvent,
     DirectMessage,
@@ -32,6 +34,8 @@ from .events import (
     Say,
     SendDm,
     ServerEvent,
+    Topic,
+    TopicRequest,
     Welcome,
     WhoRequest,
 )
@@ -62,6 +66,8 @@ commands:
   /me TEXT           an action: "* you TEXT"
   /who [ROOM]        who is in ROOM (default: the current room)
   /rooms             every room and how many are in it
+  /topic [TEXT]      the current room's topic; with TEXT, set it
+  /away [MESSAGE]    mark yourself away with MESSAGE; without one, back
   /quit [REASON]     leave the chat
   /help              this list"""
 
@@ -120,6 +126,16 @@ def format_event(event: ServerEvent, me: str) -> str | None:
         case Welcome(name=name, server=server, motd=motd):
             line = f"-- connected to {escape(server)} as {escape(name)} (/help for commands)"
             return line + (f"\n-- {escape(motd, newlines=True)}" if motd else "")
+        case Topic(room=room, text=text, by=by):
+            if text is None:
+                return f"-- #{escape(room)} has no topic"
+            setter = f" (set by {'you' if by == me else escape(by)})" if by else ""
+            return f"-- #{escape(room)} topic: {escape(text)}{setter}"
+        case Away(name=name, message=message):
+            who = "you" if name == me else escape(name)
+            if message is None:
+                return f"-- {who} {'are' if who == 'you' else 'is'} back"
+            return f"-- {who} {'are' if who == 'you' else 'is'} away: {escape(message)}"
     return None
 
 
@@ -135,7 +151,7 @@ def back_line(missed: int, truncated: bool) -> str:
 
 #: Commands of the chat's text front ends that this server does not offer yet: answered with
 #: a clear line rather than "unknown command".
-UNAVAILABLE = frozenset({"topic", "away", "login"})
+UNAVAILABLE = frozenset({"login"})
 
 #: What one typed line asks for: a client event (its ``id`` unset), ``"help"``, or None
 #: (an empty line: nothing to do).
@@ -145,9 +161,10 @@ Command = ClientEvent | Literal["help"] | None
 def parse_command(line: str, room: str) -> Command:
     """The request a typed ``line`` makes, ``room`` being the current room: plain text (or
     ``//TEXT``, for a line that starts with ``/``) is a :class:`~asyncchat.events.Say` there;
-    ``/join``, ``/leave``, ``/nick``, ``/msg``, ``/me``, ``/who``, ``/rooms`` and ``/quit`` are
-    their events (see :data:`HELP`). Raises :class:`~asyncchat.errors.UsageError` with the line
-    to show for a malformed, unknown or unavailable command."""
+    ``/join``, ``/leave``, ``/nick``, ``/msg``, ``/me``, ``/who``, ``/rooms``, ``/topic``,
+    ``/away`` and ``/quit`` are their events (see :data:`HELP`). Raises
+    :class:`~asyncchat.errors.UsageError` with the line to show for a malformed, unknown or
+    unavailable command."""
     if not line.startswith("/") or line.startswith("//"):
         text = line[1:] if line.startswith("//") else line
         return Say(room=room, text=text) if text else None
@@ -175,6 +192,10 @@ def parse_command(line: str, room: str) -> Command:
             if rest:
                 raise UsageError("usage: /rooms")
             return RoomsRequest()
+        case "topic":
+            return TopicRequest(room=room, text=rest or None)
+        case "away":
+            return AwayRequest(message=rest or None)
         case "quit":
             return Quit(reason=rest or None)
         case "help":

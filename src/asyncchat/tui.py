@@ -22,6 +22,7 @@ from .client import Client, Reconnected, Reconnecting, StreamEvent, connect
 from .errors import ConnectionClosed, ServerError, UsageError
 from .events import (
     Ack,
+    AwayRequest,
     Bye,
     Error,
     Join,
@@ -31,6 +32,7 @@ from .events import (
     RoomsRequest,
     Say,
     SendDm,
+    TopicRequest,
     WhoReply,
     WhoRequest,
 )
@@ -133,6 +135,10 @@ class Terminal:
                 self.out(who_line(room, await client.who(room)))
             case RoomsRequest():
                 self.out(rooms_line(await client.rooms()))
+            case TopicRequest(room=room, text=text):
+                await client.topic(room, text)  # the reply is shown as it arrives
+            case AwayRequest(message=message):
+                await client.away(message)  # likewise
             case Quit(reason=reason):
                 self.quit_reason = reason or ""
                 return False

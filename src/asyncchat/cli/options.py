@@ -139,22 +139,22 @@ def _serve(sub: _Subparsers[argparse.ArgumentParser]) -> None:
     )
     serve.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
     doors = serve.add_argument_group("text doors (off by default; see docs/doors.md)")
-    for kind, what in (
+    for door, what in (
         ("line", "text lines (netcat, telnet)"),
         ("classic", "the classic 10-byte-header chat protocol"),
     ):
-        doors.add_argument(f"--{kind}-port", type=port, help=f"serve {what} on this port too")
+        doors.add_argument(f"--{door}-port", type=port, help=f"serve {what} on this port too")
         doors.add_argument(
-            f"--{kind}-host", help=f"address of the {kind} door (default: {listener.host})"
+            f"--{door}-host", help=f"address of the {door} door (default: {listener.host})"
         )
         doors.add_argument(
-            f"--{kind}-tls-cert",
+            f"--{door}-tls-cert",
             metavar="FILE",
-            help=f"serve the {kind} door with TLS only, with this PEM certificate chain "
-            f"(with --{kind}-tls-key)",
+            help=f"serve the {door} door with TLS only, with this PEM certificate chain "
+            f"(with --{door}-tls-key)",
         )
         doors.add_argument(
-            f"--{kind}-tls-key", metavar="FILE", help=f"the PEM private key of --{kind}-tls-cert"
+            f"--{door}-tls-key", metavar="FILE", help=f"the PEM private key of --{door}-tls-cert"
         )
     serve.add_argument(
         "--loop",

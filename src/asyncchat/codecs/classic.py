@@ -10,8 +10,9 @@ member receives becomes (name, text) pairs:
 
 - a message in ``lobby`` (replayed history too): (sender, text); an action ``* alice waves``;
 - a private message: (``alice (dm)``, text);
-- everything the server says itself (the welcome, joined/left/renamed notices, a refusal, the
-  ``bye``) comes from :data:`NOTICE_SENDER`, ``*server``, a name no member can take;
+- everything the server says itself (the welcome, arrivals and departures, renames, topics,
+  refusals, the ``bye``) comes from :data:`NOTICE_SENDER`, ``*server``, a name no member can
+  take, as the line door shows it (``-> bob joined #lobby``, ``!! rate_limited: ...``);
 - a username that is taken gets a suffix (``alice`` → ``alice_2``, ``alice_3``...), and the
   welcome notice says the name given; one that is no valid name is refused with a notice and a
   close.
@@ -32,18 +33,16 @@ import orjson
 from ..errors import ErrorCode, ProtocolError
 from ..events import (
     PROTOCOL_VERSION,
-    Bye,
     DirectMessage,
     Error,
     Joined,
     Left,
     Message,
-    Renamed,
     Welcome,
 )
 from ..hub import LOBBY
 from ..limits import Limits
-from ..text import escape
+from ..text import escape, format_event
 from ..validation import MAX_NAME
 from . import server_events
 
@@ -137,7 +136,7 @@ class ClassicCodec:
                         ErrorCode.NAME_INVALID, "the username is not UTF-8", closes=True
                     ) from None
                 log.info("classic: a message that is not UTF-8 was refused")
-                self._notice("error: your message is not UTF-8 text: not posted")
+                self._notice("!! bad_frame: your message is not UTF-8 text: not posted")
                 continue
             if not self._named:
                 self._wanted = text.strip()
@@ -181,28 +180,21 @@ class ClassicCodec:
                     out.append(_pair(f"{escape(sender)} (dm)", escape(text, newlines=True)))
                 case Welcome(name=name, server=server, motd=motd):
                     self._named = True
-                    line = f"connected to {escape(server)} as {escape(name)}"
+                    line = f"-- connected to {escape(server)} as {escape(name)}"
                     out.append(_pair(NOTICE_SENDER, line))
                     if motd:
-                        out.append(_pair(NOTICE_SENDER, escape(motd, newlines=True)))
-                case Joined(room=room, name=name) if name != self._trying:
-                    out.append(_pair(NOTICE_SENDER, f"{escape(name)} joined #{escape(room)}"))
-                case Left(room=room, name=name, reason=reason) if name != self._trying:
-                    why = "" if reason == "leave" else f" ({escape(reason)})"
-                    line = f"{escape(name)} left #{escape(room)}{why}"
-                    out.append(_pair(NOTICE_SENDER, line))
-                case Renamed(old=old, new=new):
-                    line = f"{escape(old)} is now known as {escape(new)}"
-                    out.append(_pair(NOTICE_SENDER, line))
+                        out.append(_pair(NOTICE_SENDER, f"-- {escape(motd, newlines=True)}"))
                 case Error(code=code, message=message, ref=ref) if (
                     ref == self._hello_ref and not self._named
                 ):
                     self._refuse_name(code, message)
-                case Error(code=code, message=message):
-                    out.append(_pair(NOTICE_SENDER, f"error: {escape(code)}: {escape(message)}"))
-                case Bye(reason=reason):
-                    line = f"the server closed the connection: {escape(reason)}"
-                    out.append(_pair(NOTICE_SENDER, line))
+                case Joined(name=who) | Left(name=who) if who == self._trying:
+                    pass  # its own arrival is the welcome; its departure, the close
+                case _:
+                    # Everything else the server says, as the line door shows it.
+                    shown = format_event(event, self._trying or "")
+                    if shown is not None:
+                        out.append(_pair(NOTICE_SENDER, shown))
         return b"".join(out)
 
     def _refuse_name(self, code: str, message: str) -> None:
