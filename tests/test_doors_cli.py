@@ -39,12 +39,21 @@ def test_flags_and_variables_turn_the_doors_on() -> None:
         Listener(kind="classic", port=2235),
     )
     assert printed().listeners == (Listener(),)  # off by default
+    cfg = printed("--line-port", "1236", "--line-tls-cert", "c.pem", "--line-tls-key", "k.pem")
+    assert cfg.listeners[1] == Listener(kind="line", port=1236, tls_cert="c.pem", tls_key="k.pem")
 
 
 def test_a_door_host_without_its_port_is_a_one_line_error() -> None:
-    """--line-host alone names a listener that is off: one line saying which flag turns it on."""
+    """A door's host or certificate alone names a listener that is off: one line saying which
+    setting turns it on."""
     line = one_line_error(cli("serve", "--line-host", "0.0.0.0"))
     assert line.endswith("--line-host: the line listener is off; --line-port turns it on"), line
+    env = {"ASYNCCHAT_CLASSIC_TLS_CERT": "c.pem"}
+    line = one_line_error(cli("serve", env=env))
+    assert line.endswith(
+        "ASYNCCHAT_CLASSIC_TLS_CERT: the classic listener is off; "
+        "ASYNCCHAT_CLASSIC_PORT turns it on"
+    ), line
 
 
 def test_doors_round_trip_through_the_config_file(tmp_path: Path) -> None:

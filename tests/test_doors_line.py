@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import re
 import socket
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -407,3 +409,39 @@ def test_line_codec_sans_io_keeps_lines_split_anywhere() -> None:
     payload = codec.next_payload()
     assert payload is not None and b'"name":"alice"' in payload
     assert codec.next_payload() is None
+
+
+async def test_doors_serve_tls_with_their_own_certificate(tmp_path: Path) -> None:
+    """A line door and a classic door with TLS (as ``openssl s_client`` or ``ncat --ssl``
+    would connect): the greeting and chat come over a verified TLS 1.2+ connection."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    chain, key, cafile = (str(tmp_path / f"{n}.pem") for n in ("chain", "key", "ca"))
+    cert.private_key_and_cert_chain_pem.write_to_path(chain)
+    cert.private_key_pem.write_to_path(key)
+    ca.cert_pem.write_to_path(cafile)
+    tls = {"tls_cert": chain, "tls_key": key}
+    config = ServerConfig(
+        listeners=(
+            Listener(port=0),
+            Listener(kind="line", port=0, **tls),
+            Listener(kind="classic", port=0, **tls),
+        ),
+        history=HistoryConfig(enabled=False),
+    )
+    ctx = ssl.create_default_context(cafile=cafile)
+    async with ChatServer(config=config) as server:
+        bob = await open_tcp(server, "bob")
+        reader, writer = await asyncio.open_connection(*server.address_of("line"), ssl=ctx)
+        assert writer.get_extra_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
+        c = LineClient(reader, writer)
+        assert "type your name" in await c.line()
+        c.send("alice\nover tls\n")
+        assert (await bob.recv_match(type="message"))["text"] == "over tls"
+        reader, writer = await asyncio.open_connection(*server.address_of("classic"), ssl=ctx)
+        writer.write(b"5         carol4         hey!")
+        msg = await bob.recv_match(type="message")
+        assert (msg["from"], msg["text"]) == ("carol", "hey!")
+        writer.close()
+        await c.close()
