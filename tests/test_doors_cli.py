@@ -4,20 +4,17 @@ plain socket (netcat) chats through."""
 
 from __future__ import annotations
 
-import os
-import queue
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import tomllib
 from pathlib import Path
 
 from asyncchat.config import Listener, from_dict, load_config
 
 from .conftest import WAIT
-from .test_config import BASE_ENV, cli, free_port, one_line_error, printed
+from .test_cli import serve
+from .test_config import BASE_ENV, cli, one_line_error, printed
 
 #: ``asyncchat serve`` on a free chat port, without history.
 SERVE = [sys.executable, "-m", "asyncchat", "serve", "--port", "0", "--no-history"]
@@ -97,28 +94,10 @@ def test_a_taken_door_port_is_the_chat_port_error() -> None:
 def test_served_doors_chat_through_plain_sockets() -> None:
     """asyncchat serve --line-port P --classic-port Q: a netcat-like socket on P and a classic
     client on Q talk to each other."""
-    line_port, classic_port = free_port(), free_port()
-    proc = subprocess.Popen(
-        [*SERVE, "--line-port", str(line_port), "--classic-port", str(classic_port)],
-        env=BASE_ENV,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    stderr = proc.stderr
-    assert stderr is not None
-    pump = threading.Thread(target=lambda: [lines.put(x) for x in stderr], daemon=True)
-    pump.start()
-    try:
-        seen = ""
-        while f"classic door listening on 127.0.0.1:{classic_port}" not in seen:
-            try:
-                seen += lines.get(timeout=WAIT)
-            except queue.Empty:
-                raise AssertionError(f"serve never said it was listening: {seen!r}") from None
-        assert f"line door listening on 127.0.0.1:{line_port}" in seen
+    with serve("--line-port", "0", "--classic-port", "0") as (proc, _):
+        door = r" door listening on 127\.0\.0\.1:(\d+)"
+        line_port = int(proc.err.wait_for("line" + door).group(1))
+        classic_port = int(proc.err.wait_for("classic" + door).group(1))
         with (
             socket.create_connection(("127.0.0.1", line_port), timeout=WAIT) as nc,
             socket.create_connection(("127.0.0.1", classic_port), timeout=WAIT) as student,
@@ -139,10 +118,3 @@ def test_served_doors_chat_through_plain_sockets() -> None:
                 assert chunk, got
                 got += chunk
             assert got.endswith(b"5         alice9         hi, carol"), got
-        os.kill(proc.pid, signal.SIGTERM)
-        assert proc.wait(WAIT) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(WAIT)
-        pump.join(WAIT)
