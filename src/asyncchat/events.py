@@ -277,12 +277,18 @@ class Nick(Event):
 class WhoRequest(Event):
     TYPE: ClassVar[str] = "who"
     room: str = _m(_str)
+    #: Page on: only names after this one (in name-key order).
+    after: str | None = _m(_str, None)
+    limit: int | None = _m(_seq, None)
     id: Ref | None = _m(_ref, None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoomsRequest(Event):
     TYPE: ClassVar[str] = "rooms"
+    #: Page on: only rooms after this one (in name-key order).
+    after: str | None = _m(_str, None)
+    limit: int | None = _m(_seq, None)
     id: Ref | None = _m(_ref, None)
 
 
@@ -427,6 +433,8 @@ class WhoReply(Event):
     names: tuple[str, ...] = _m(_names)
     #: The away message of each member who is away (by name).
     away: dict[str, str] | None = _m(_strmap, None)
+    #: More names follow: ask again with ``after`` the last of these.
+    more: bool = _m(_bool, False)
     ref: Ref | None = _m(_ref, None)
 
 
@@ -434,6 +442,8 @@ class WhoReply(Event):
 class RoomList(Event):
     TYPE: ClassVar[str] = "rooms"
     rooms: tuple[RoomInfo, ...] = _m(_rooms)
+    #: More rooms follow: ask again with ``after`` the last of these.
+    more: bool = _m(_bool, False)
     ref: Ref | None = _m(_ref, None)
 
 

@@ -61,6 +61,8 @@ class Hub:
         self.flush = fanout.flush
         self.set_scheduler = fanout.set_scheduler
         self._publish = broker.publish
+        #: Whether publishing can fail (a store behind the broker): checked before each say.
+        self._fallible = broker.history
         self.replay = Replay(broker, limits, fanout.send)
         broker.attach(self.deliver)
         #: Messages are logged at DEBUG; whether that is on is looked up once, not per message.
@@ -251,8 +253,9 @@ class Hub:
         not known yet). A ``say`` whose ``ref`` this name already used in this room within the
         idempotency window is not posted again: it gets the original ``ack``. Raises
         ``not_in_room`` or ``history_unavailable``. The text must be valid already."""
-        room = self._my_room(m, room_name, ref)
-        self._refuse_if_failed(ref)
+        room = m.rooms.get(room_name) or self._my_room(m, room_name, ref)
+        if self._fallible:
+            self._refuse_if_failed(ref)
         ckey = None if ref is None else f"{m.key}\x1f{room.key}\x1f{ref!r}"
         m.inflight += 1
         try:
@@ -269,21 +272,19 @@ class Hub:
         """The broker hands back a published message, in seq order: fan it out if ``fresh``,
         and acknowledge it to its sender."""
         m, ref = token
+        key, name, seq, sender, text, ts, action, _ = record  # one unpack, not 12 lookups
         if fresh:
-            room = self.rooms.get(record.room)
+            room = self.rooms.get(key)
             if room is not None:
-                room.committed = record.seq
-                if record.seq > room.seq:
-                    room.seq = record.seq
-                frame = wire.message(
-                    record.name, record.seq, record.sender, record.text, record.ts, record.action
-                )
-                self.broadcast(room, frame, exclude=m)
+                room.committed = seq
+                if seq > room.seq:
+                    room.seq = seq
+                self.broadcast(room, wire.message(name, seq, sender, text, ts, action), exclude=m)
             if self._debug:
-                log.debug("%s said in %s (#%d)", record.sender, record.name, record.seq)
+                log.debug("%s said in %s (#%d)", sender, name, seq)
         if m is not None:
             m.inflight -= 1
-            self.send(m, wire.ack(ref, record.name, record.seq, record.ts))
+            self.send(m, wire.ack(ref, name, seq, ts))
 
     def announce(self, room_name: str, text: str, *, action: bool = False) -> int:
         """Post ``text`` to a room as the server (sender ``*server``); returns its ``seq``.

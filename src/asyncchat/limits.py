@@ -17,6 +17,8 @@ from typing import Any
 from .errors import ConfigError
 
 __all__ = [
+    "DEFAULT_AWAY_BURST",
+    "DEFAULT_AWAY_RATE",
     "DEFAULT_BURST",
     "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_HISTORY_ON_JOIN",
@@ -24,10 +26,12 @@ __all__ = [
     "DEFAULT_IDEMPOTENCY_WINDOW",
     "DEFAULT_JOIN_BURST",
     "DEFAULT_JOIN_RATE",
+    "DEFAULT_LIST_PAGE_MAX",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_FRAME",
     "DEFAULT_MAX_OUTBOX",
     "DEFAULT_MAX_PER_IP",
+    "DEFAULT_MAX_ROOMS",
     "DEFAULT_MAX_ROOMS_PER_CLIENT",
     "DEFAULT_MAX_TEXT",
     "DEFAULT_NICK_BURST",
@@ -37,6 +41,8 @@ __all__ = [
     "DEFAULT_QUIET_ROOM_SIZE",
     "DEFAULT_RATE",
     "DEFAULT_SHUTDOWN_GRACE",
+    "DEFAULT_TOPIC_BURST",
+    "DEFAULT_TOPIC_RATE",
     "DEFAULT_WRITE_TIMEOUT",
     "Limits",
 ]
@@ -72,12 +78,27 @@ DEFAULT_NICK_BURST = 3
 DEFAULT_JOIN_RATE = 1.0
 #: ``join``/``leave`` requests at once: a client joining its usual rooms on start is not slowed.
 DEFAULT_JOIN_BURST = 10
+#: ``topic`` changes per second, sustained, per connection (each is sent to the room).
+DEFAULT_TOPIC_RATE = 0.2
+#: ``topic`` changes a connection may make at once.
+DEFAULT_TOPIC_BURST = 3
+#: ``away`` changes per second, sustained, per connection (each is sent to everyone who
+#: shares a room).
+DEFAULT_AWAY_RATE = 0.2
+#: ``away`` changes a connection may make at once.
+DEFAULT_AWAY_BURST = 3
 #: Open connections in all (Redis ``maxclients``: 10,000).
 DEFAULT_MAX_CONNECTIONS = 10_000
 #: Open connections from one IP address, loopback exempt by default (Ergo: 16).
 DEFAULT_MAX_PER_IP = 16
 #: Rooms one client may be in at once (ngircd: 10 channels).
 DEFAULT_MAX_ROOMS_PER_CLIENT = 32
+#: Rooms the server holds at once (``lobby`` included): each costs memory and a line of every
+#: ``rooms`` listing, and a room is made by anyone who joins a new name.
+DEFAULT_MAX_ROOMS = 10_000
+#: Entries of one ``rooms`` or ``who`` reply at the most; more are paged (``more``, ``after``):
+#: 500 room or user names are 20 to 40 KB, well within a client's outbox.
+DEFAULT_LIST_PAGE_MAX = 500
 #: Members above which a room stops broadcasting joined/left notices of others: filling a room is
 #: otherwise quadratic (10,000 joins to one room would send 50 million notices). The joiner still
 #: gets its own ``joined``, and ``who`` lists the members.
@@ -121,11 +142,17 @@ class Limits:
     nick_burst: int = DEFAULT_NICK_BURST
     join_rate: float = DEFAULT_JOIN_RATE
     join_burst: int = DEFAULT_JOIN_BURST
+    topic_rate: float = DEFAULT_TOPIC_RATE
+    topic_burst: int = DEFAULT_TOPIC_BURST
+    away_rate: float = DEFAULT_AWAY_RATE
+    away_burst: int = DEFAULT_AWAY_BURST
     max_rate_violations: int = DEFAULT_MAX_RATE_VIOLATIONS
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_per_ip: int = DEFAULT_MAX_PER_IP
     per_ip_exempt: tuple[str, ...] = field(default=_LOOPBACK)
     max_rooms_per_client: int = DEFAULT_MAX_ROOMS_PER_CLIENT
+    max_rooms: int = DEFAULT_MAX_ROOMS
+    list_page_max: int = DEFAULT_LIST_PAGE_MAX
     quiet_room_size: int = DEFAULT_QUIET_ROOM_SIZE
     history_on_join: int = DEFAULT_HISTORY_ON_JOIN
     history_page_max: int = DEFAULT_HISTORY_PAGE_MAX
@@ -176,6 +203,11 @@ class Limits:
             "nick_burst": self.nick_burst,
             "join_rate": self.join_rate,
             "join_burst": self.join_burst,
+            "topic_rate": self.topic_rate,
+            "topic_burst": self.topic_burst,
+            "away_rate": self.away_rate,
+            "away_burst": self.away_burst,
+            "list_page_max": self.list_page_max,
             "max_rooms_per_client": self.max_rooms_per_client,
             "quiet_room_size": self.quiet_room_size,
             "history_on_join": self.history_on_join,

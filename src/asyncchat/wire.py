@@ -158,22 +158,30 @@ def who(
     ref: Ref | None = None,
     *,
     away: Mapping[str, str] | None = None,
+    more: bool = False,
 ) -> bytes:
-    """``who``: the member names of ``room`` (``away``: the away message of those away)."""
+    """``who``: the member names of ``room`` (``away``: the away message of those away;
+    ``more``: a page, more names follow)."""
     obj: dict[str, Any] = {"type": "who", "room": room, "names": list(names)}
     if away:
         obj["away"] = dict(away)
+    if more:
+        obj["more"] = True
     if ref is not None:
         obj["ref"] = ref
     return _frame(obj)
 
 
-def rooms(entries: Sequence[tuple[str, int]], ref: Ref | None = None) -> bytes:
-    """``rooms``: every (room name, member count)."""
+def rooms(
+    entries: Sequence[tuple[str, int]], ref: Ref | None = None, *, more: bool = False
+) -> bytes:
+    """``rooms``: (room name, member count) of each room (``more``: a page, more follow)."""
     obj: dict[str, Any] = {
         "type": "rooms",
         "rooms": [{"name": name, "members": members} for name, members in entries],
     }
+    if more:
+        obj["more"] = True
     if ref is not None:
         obj["ref"] = ref
     return _frame(obj)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from ..interfaces import Deliver, HistoryStore, Page, Record, RoomTopic
@@ -29,9 +30,17 @@ T = TypeVar("T")
 #: ``idempotency_window``): about 150 bytes each.
 MAX_REMEMBERED_IDS = 100_000
 
+#: ``Record`` from a tuple of all its fields, without the generated ``__new__``'s argument
+#: handling: one is made per message.
+_record = partial(tuple.__new__, Record)
+
 #: What the window remembers of a stored message: (room name, seq, ts); or, while the first
 #: copy is being stored, the tokens of the re-sends waiting for it.
 _Seen = tuple[str, int, float] | list[Any]
+
+
+def _unattached(record: Record, token: Any, fresh: bool) -> None:
+    raise RuntimeError("the broker delivers to nobody: attach() the hub first")
 
 
 class LocalBroker(Generic[T]):
@@ -48,10 +57,12 @@ class LocalBroker(Generic[T]):
         self.store = store
         self.window = idempotency_window
         self.clock = clock
-        self._deliver: Deliver[T] | None = None
+        self._deliver: Deliver[T] = _unattached
         #: The last seq of every room that ever had a message (a room never repeats one).
         self._seq: dict[str, int] = {}
         self._recent: OrderedDict[str, _Seen] = OrderedDict()
+        #: Before this time (Unix s) nothing in ``_recent`` is older than the window.
+        self._expires = 0.0
         #: Every room's topic (by key): kept while the server runs, and in the store.
         self._topics: dict[str, RoomTopic] = {}
 
@@ -95,7 +106,6 @@ class LocalBroker(Generic[T]):
         token: T,
     ) -> int:
         deliver = self._deliver
-        assert deliver is not None, "attach() the hub first"
         if client_key is not None:
             seen = self._recent.get(client_key)
             if seen is not None:
@@ -106,15 +116,16 @@ class LocalBroker(Generic[T]):
                 deliver(Record(room, name, seq, sender, "", ts), token, False)
                 return seq
         seq = self._seq[room] = self._seq.get(room, 0) + 1
-        record = Record(room, name, seq, sender, text, self.clock(), action, client_key)
+        ts = self.clock()
+        record = _record((room, name, seq, sender, text, ts, action, client_key))
         store = self.store
         if store is not None:
             store.submit(record, token)  # raises StoreError once the store has failed
             if client_key is not None:
-                self._remember(client_key, [])
+                self._remember(client_key, [], ts)
             return seq
         if client_key is not None:
-            self._remember(client_key, (name, seq, record.ts))
+            self._remember(client_key, (name, seq, ts), ts)
         deliver(record, token, True)
         return seq
 
@@ -122,23 +133,27 @@ class LocalBroker(Generic[T]):
         """The store reports stored messages, in order: deliver each, and the re-sends that
         waited for it."""
         deliver = self._deliver
-        assert deliver is not None
         recent = self._recent
         for record, token in batch:
             deliver(record, token, True)
             key = record.client_key
             if key is not None:
                 waiting = recent.get(key)
-                self._remember(key, (record.name, record.seq, record.ts))
+                if waiting is not None:
+                    recent.move_to_end(key)  # remembered from now on, as stored
+                self._remember(key, (record.name, record.seq, record.ts), record.ts)
                 if isinstance(waiting, list):
                     for other in waiting:
                         deliver(record._replace(text=""), other, False)
 
-    def _remember(self, key: str, value: _Seen) -> None:
+    def _remember(self, key: str, value: _Seen, now: float) -> None:
+        """Remember ``key`` (new keys go last: the window is in time order), and forget what
+        is older than the window or beyond MAX_REMEMBERED_IDS, looking only when it may be."""
         recent = self._recent
         recent[key] = value
-        recent.move_to_end(key)
-        horizon = self.clock() - self.window
+        if now < self._expires and len(recent) <= MAX_REMEMBERED_IDS:
+            return
+        horizon = now - self.window
         while recent:
             oldest = next(iter(recent.values()))
             if len(recent) <= MAX_REMEMBERED_IDS and (
@@ -146,6 +161,10 @@ class LocalBroker(Generic[T]):
             ):
                 break
             recent.popitem(last=False)
+        # Nothing can expire before the oldest remembered stored message does (one in flight
+        # is looked at again next time).
+        first = next(iter(recent.values()), None)
+        self._expires = first[2] + self.window if isinstance(first, tuple) else now
 
     def page(
         self, room: str, *, before: int | None = None, after: int | None = None, limit: int
