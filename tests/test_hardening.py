@@ -12,7 +12,7 @@ from asyncchat import ChatServer
 from asyncchat.framing import MAX_ID, MAX_JSON_DEPTH
 
 from .conftest import RawClient
-from .test_limits import NO_FLOOD, _open, _still_chats
+from .test_limits import NO_FLOOD, _open, _rss_kib, _still_chats
 
 
 def _nested(depth: int) -> Any:
@@ -124,3 +124,104 @@ async def test_welcome_announces_the_request_rates(server: ChatServer) -> None:
     limits = server.limits
     for name in ("nick_rate", "nick_burst", "join_rate", "join_burst"):
         assert welcome["limits"][name] == getattr(limits, name)
+
+
+async def _many_rooms(server: ChatServer, count: int) -> RawClient:
+    """A member of ``count`` rooms (so that the server holds that many)."""
+    maker = await _open(server, "maker")
+    for i in range(count):
+        maker.send({"type": "join", "room": f"room-{i:05d}"})
+    for _ in range(count):
+        await maker.recv_type("joined")
+    return maker
+
+
+async def test_pipelined_requests_are_bounded_before_they_are_answered(
+    make_server: Any, no_traceback: Any
+) -> None:
+    """1,500 rooms requests in one write from a client that never reads: the server pauses
+    reading it once its replies pass the reply budget, memory stays bounded, and others'
+    hello and chat are answered meanwhile; the reader is evicted after write_timeout."""
+    limits = {"max_rooms_per_client": 3000, "join_burst": 10**6, "write_timeout": 1.0}
+    async with make_server(**limits, **NO_FLOOD) as server:
+        maker = await _many_rooms(server, 2000)  # kept: its rooms last while it is connected
+        attacker = await _open(server, "attacker", rcvbuf=4096)
+        rss_before = _rss_kib()
+        _reset_peak_rss()
+        attacker.send_bytes(b"".join(_frame({"type": "rooms", "id": i}) for i in range(1500)))
+        await _still_chats(server)  # a hello and a chat go through during the attack
+        await _wait_gone(server, "attacker")
+        # Unbounded, the 1,500 replies (pages of 500 rooms) would have been ~30 MB queued at
+        # once, and twice that when joined for the write.
+        assert _peak_rss_kib() - rss_before < 12 * 1024
+        assert maker is not None and "maker" in server.members
+
+
+async def test_rooms_and_who_replies_are_paged(make_server: Any) -> None:
+    """A rooms reply holds at most list_page_max rooms and says more; asking again after the
+    last one gives the next page; the client library pages through all of them."""
+    async with make_server(max_rooms_per_client=100, join_burst=1000, list_page_max=40) as server:
+        maker = await _many_rooms(server, 90)
+        c = await _open(server, "lister")
+        c.send({"type": "rooms", "id": 1})
+        first = await c.recv_match(type="rooms", ref=1)
+        assert len(first["rooms"]) == 40 and first["more"] is True
+        c.send({"type": "rooms", "id": 2, "after": first["rooms"][-1]["name"]})
+        second = await c.recv_match(type="rooms", ref=2)
+        assert second["rooms"][0]["name"] > first["rooms"][-1]["name"]
+        host, port = server.address
+        from asyncchat import connect
+
+        async with connect(host, port, name="pager") as client:
+            names = [r.name for r in await client.rooms()]
+            assert len(names) == 91 and names == sorted(names)  # 90 rooms and lobby
+            assert len(await client.who("lobby")) == 3  # maker, lister, pager
+        await maker.close()
+
+
+async def test_the_server_holds_at_most_max_rooms(make_server: Any) -> None:
+    """Joining a new room when the server holds max_rooms is too_many_rooms; an existing room
+    can still be joined."""
+    async with make_server(max_rooms=3) as server:
+        c = await _open(server, "creator")
+        for room in ("a", "b"):
+            c.send({"type": "join", "room": room, "id": room})
+            await c.recv_match(type="joined", ref=room)
+        c.send({"type": "join", "room": "c", "id": "c"})
+        err = await c.recv_type("error")
+        assert err["code"] == "too_many_rooms" and err["ref"] == "c"
+        d = await _open(server, "other")
+        d.send({"type": "join", "room": "a", "id": "a"})
+        await d.recv_match(type="joined", ref="a")
+
+
+def _reset_peak_rss() -> None:
+    """Start the process's peak RSS (VmHWM) over from its current RSS (Linux)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak_rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM")  # pragma: no cover
+
+
+def _frame(obj: dict[str, Any]) -> bytes:
+    import json
+    import struct
+
+    payload = json.dumps(obj).encode()
+    return struct.pack(">I", len(payload)) + payload
+
+
+async def _wait_gone(server: ChatServer, name: str) -> None:
+    import asyncio
+
+    from .conftest import WAIT
+
+    async with asyncio.timeout(4 * WAIT):
+        while name in server.members:
+            await asyncio.sleep(0.02)

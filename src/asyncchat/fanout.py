@@ -34,6 +34,7 @@ class Member:
         "key",
         "name",
         "outbox",
+        "queued",
         "rooms",
         "shared",
         "sink",
@@ -54,6 +55,9 @@ class Member:
         self.away: str | None = None
         #: This iteration's frames for this member alone (it is private), or None.
         self.outbox: list[bytes] | None = None
+        #: Bytes in ``outbox``: the connection stops reading a client whose requests queue
+        #: too much before the flush (see ``transports.connection``).
+        self.queued = 0
         #: The room whose batch is this member's whole outbox this iteration, or None.
         self.shared: Room | None = None
 
@@ -116,6 +120,7 @@ class Batcher:
         if m.shared is not None:
             self._materialize(m)
         out = m.outbox
+        m.queued += len(frame)
         if out is None:
             m.outbox = [frame]
             self._dirty_members.append(m)
@@ -129,6 +134,7 @@ class Batcher:
         assert room is not None and room.batch is not None
         m.shared = None
         m.outbox = list(room.batch)
+        m.queued = sum(map(len, m.outbox))
         self._dirty_members.append(m)
         room.private.append(m)
 
@@ -191,8 +197,10 @@ class Batcher:
         for m in members:
             out = m.outbox
             m.outbox = None
+            m.queued = 0
             if out and not m.write(out[0] if len(out) == 1 else b"".join(out)):
                 slow.append(m)
         for m in slow:
             m.outbox = None
+            m.queued = 0
             self._evict(m)

@@ -153,6 +153,12 @@ class Hub:
             )
         room = self.rooms.get(key)
         if room is None:
+            if len(self.rooms) >= self.limits.max_rooms:
+                raise ProtocolError(
+                    ErrorCode.TOO_MANY_ROOMS,
+                    f"the server holds at most {self.limits.max_rooms} rooms",
+                    ref=ref,
+                )
             room = self.rooms[key] = Room(name, self.broker.last_seq(key), self.broker.topic(key))
         self.fanout.entered(m, room)
         room.members[m.key] = m
@@ -326,16 +332,40 @@ class Hub:
     # ------------------------------------------------------------------ queries
 
     def who(self, room_name: str) -> tuple[str, list[str]]:
-        """The room's display name and its member names, sorted. Raises ``room_invalid``."""
+        """The room's display name and all its member names, by name key. Raises
+        ``room_invalid``."""
+        name, names, _ = self.who_page(room_name)
+        return name, names
+
+    def who_page(
+        self, room_name: str, after: str | None = None, limit: int | None = None
+    ) -> tuple[str, list[str], bool]:
+        """A page of a room's members by name key: the room's display name, at most ``limit``
+        (None: all) names after ``after`` (any spelling), and whether more follow. Raises
+        ``room_invalid``."""
         room = self.room(room_name)
         if room is None:
             raise ProtocolError(ErrorCode.ROOM_INVALID, f"no room {room_name!r}")
-        return room.name, sorted((m.name for m in room.members.values()), key=str.casefold)
+        keys, more = _page(room.members, after, limit)
+        return room.name, [room.members[k].name for k in keys], more
 
-    def room_list(self) -> list[tuple[str, int]]:
-        """Every room's name and member count, by key."""
-        return [(r.name, len(r.members)) for r in sorted(self.rooms.values(), key=lambda r: r.key)]
+    def room_page(
+        self, after: str | None = None, limit: int | None = None
+    ) -> tuple[list[tuple[str, int]], bool]:
+        """A page of rooms by key: at most ``limit`` (None: all) (name, member count) after
+        room ``after`` (any spelling), and whether more follow."""
+        keys, more = _page(self.rooms, after, limit)
+        return [(self.rooms[k].name, len(self.rooms[k].members)) for k in keys], more
 
     def members_named(self, names: Iterable[str]) -> list[Member]:
         """The members called ``names`` that exist (without regard to case)."""
         return [m for n in names if (m := self.members.get(name_key(n))) is not None]
+
+
+def _page(by_key: Iterable[str], after: str | None, limit: int | None) -> tuple[list[str], bool]:
+    """The keys after ``after`` (by its key), sorted, at most ``limit``; and whether more."""
+    start = "" if after is None else name_key(after)
+    keys = sorted(k for k in by_key if k > start)
+    if limit is None or len(keys) <= limit:
+        return keys, False
+    return keys[:limit], True

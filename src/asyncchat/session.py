@@ -156,20 +156,26 @@ class Session:
             case Nick(name=name, id=ref):
                 self._rate(ref, "nick")
                 self._with_ref(ref, self.hub.rename, m, name, ref)
-            case WhoRequest(room=room, id=ref):
-                name, names = self._with_ref(ref, self.hub.who, room)
-                self.send(wire.who(name, names, ref, away=presence.away_of(self.hub, names)))
-            case RoomsRequest(id=ref):
-                self.send(wire.rooms(self.hub.room_list(), ref))
+            case WhoRequest(room=room, after=after, limit=limit, id=ref):
+                page_max = self.hub.limits.list_page_max
+                n = page_max if limit is None else min(limit, page_max)
+                name, names, more = self._with_ref(ref, self.hub.who_page, room, after, n)
+                away = presence.away_of(self.hub, names)
+                self.send(wire.who(name, names, ref, away=away, more=more))
+            case RoomsRequest(after=after, limit=limit, id=ref):
+                page_max = self.hub.limits.list_page_max
+                n = page_max if limit is None else min(limit, page_max)
+                entries, more = self.hub.room_page(after, n)
+                self.send(wire.rooms(entries, ref, more=more))
             case HistoryRequest(room=room, before=before, after=after, limit=limit, id=ref):
                 self.hub.history(m, room, before=before, after=after, limit=limit, ref=ref)
             case TopicRequest(room=room, text=None, id=ref):
                 presence.topic_reply(self.hub, m, room, ref)
             case TopicRequest(room=room, text=str(text), id=ref):
-                self._rate(ref)  # it is sent to every member of the room
+                self._rate(ref, "topic")  # it is sent to every member of the room
                 presence.set_topic(self.hub, m, room, text, ref)
             case AwayRequest(message=message, id=ref):
-                self._rate(ref)  # it is sent to everyone who shares a room
+                self._rate(ref, "away")  # it is sent to everyone who shares a room
                 presence.away(self.hub, m, message, ref)
             case SearchRequest(room=room, words=words, limit=limit, id=ref):
                 found = self.hub.my_room(m, room, ref)
@@ -226,8 +232,9 @@ class Session:
 
     def _rate(self, ref: Any, kind: str = "say") -> None:
         """Take a token of ``kind``'s bucket (``say``: messages, ``say`` and ``dm``; ``nick``;
-        ``join``: join and leave), or raise ``rate_limited`` with ``retry_after``; the
-        ``max_rate_violations``-th refusal in a row closes the connection."""
+        ``join``: join and leave; ``topic``; ``away``), or raise ``rate_limited`` with
+        ``retry_after``; the ``max_rate_violations``-th refusal in a row closes the
+        connection."""
         if kind == "say":
             bucket = self._bucket
         else:

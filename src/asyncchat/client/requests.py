@@ -51,16 +51,23 @@ class Requests:
         return reply
 
     async def who(self, room: str) -> list[str]:
-        """The names of a room's members."""
-        reply = await self.request({"type": "who", "room": room})
-        assert isinstance(reply, WhoReply)
-        return list(reply.names)
+        """The names of a room's members (every page of them)."""
+        return list((await self.who_away(room)).names)
 
     async def who_away(self, room: str) -> WhoReply:
-        """A room's ``who`` reply whole: its names and the away message of those away."""
-        reply = await self.request({"type": "who", "room": room})
-        assert isinstance(reply, WhoReply)
-        return reply
+        """A room's ``who`` reply whole: all its names (the server pages them: every page is
+        asked for) and the away message of those away."""
+        names: list[str] = []
+        away: dict[str, str] = {}
+        obj: dict[str, Any] = {"type": "who", "room": room}
+        while True:
+            reply = await self.request(obj)
+            assert isinstance(reply, WhoReply)
+            names += reply.names
+            away.update(reply.away or {})
+            if not reply.more or not reply.names:
+                return WhoReply(room=reply.room, names=tuple(names), away=away or None)
+            obj = {"type": "who", "room": room, "after": reply.names[-1]}
 
     async def topic(self, room: str, text: str | None = None) -> Topic:
         """A room's topic; with ``text``, set it first (empty: clear it). Raises
@@ -91,10 +98,16 @@ class Requests:
         return reply
 
     async def rooms(self) -> list[RoomInfo]:
-        """Every room on the server with its member count."""
-        reply = await self.request({"type": "rooms"})
-        assert isinstance(reply, RoomList)
-        return list(reply.rooms)
+        """Every room on the server with its member count (every page of them)."""
+        rooms: list[RoomInfo] = []
+        obj: dict[str, Any] = {"type": "rooms"}
+        while True:
+            reply = await self.request(obj)
+            assert isinstance(reply, RoomList)
+            rooms += reply.rooms
+            if not reply.more or not reply.rooms:
+                return rooms
+            obj = {"type": "rooms", "after": reply.rooms[-1].name}
 
     async def history(
         self,

@@ -20,13 +20,26 @@ from ..hub import Hub
 from ..limits import Limits
 from ..session import Session
 
-__all__ = ["PRE_HANDSHAKE_MAX_FRAME", "Admit", "Connection", "ReadFrame"]
+__all__ = [
+    "FRAMES_PER_TURN",
+    "PRE_HANDSHAKE_MAX_FRAME",
+    "Admit",
+    "Connection",
+    "ReadFrame",
+]
 
 log = logging.getLogger("asyncchat.server")
 
 #: Bytes of one frame before the handshake: a ``hello`` with 32 rooms of 64 characters and a
 #: resume map fits in well under this, and nothing larger is buffered from an unnamed peer.
 PRE_HANDSHAKE_MAX_FRAME = 16_384
+
+#: Frames read from one client without yielding to the event loop at the most (buffered frames
+#: are read without a suspension): one client's pipeline cannot hold the loop for long.
+FRAMES_PER_TURN = 64
+#: Seconds between looks at a paused client's write buffer (only clients whose requests queued
+#: more than their reply budget are paused).
+RELIEVE_POLL = 0.01
 
 #: ``await read(max_frame)``: the next frame's payload. Raises ``ProtocolError``
 #: (``frame_too_large``: the stream cannot go on), ``asyncio.IncompleteReadError`` or
@@ -61,6 +74,9 @@ class Connection:
         self.transport = transport
         self.peer = peer
         self.max_outbox = self.limits.max_outbox
+        #: Bytes of replies one client's requests may queue before the server stops reading
+        #: it until they are written: half of max_outbox, as for a replay.
+        self.reply_budget = self.max_outbox // 2
         self.session = Session(hub, self, peer=peer, motd=motd)
         self.closed = False
         self.aborted = False
@@ -145,6 +161,10 @@ class Connection:
             max_frame = limits.max_frame
             receive = session.receive
             time = self._time
+            m = session.member
+            assert m is not None
+            budget = self.reply_budget
+            turn = 0
             while not self.closed and not session.closing:
                 try:
                     payload = await read(max_frame)
@@ -160,6 +180,16 @@ class Connection:
                         self.fail(exc)
                     else:
                         session.send_error(exc)
+                # Frames already buffered are read without yielding to the loop: bound what one
+                # client's pipelined requests may queue, and how long it holds the loop.
+                if m.queued > budget:
+                    await self._relieve()
+                    turn = 0
+                else:
+                    turn += 1
+                    if turn == FRAMES_PER_TURN:
+                        turn = 0
+                        await asyncio.sleep(0)
             await self._quit()
         except asyncio.IncompleteReadError as exc:
             self.why = "connection lost" + (" mid-frame" if exc.partial else "")
@@ -198,6 +228,20 @@ class Connection:
                 self.fail(exc)
             else:
                 session.send_error(exc)
+
+    async def _relieve(self) -> None:
+        """This client's requests queued more than ``reply_budget`` bytes before a flush:
+        write them now, and read nothing more from it until the socket has taken them back
+        under the budget (``write_timeout`` at most: then it is a slow consumer)."""
+        self.hub.flush()
+        transport = self.transport
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.write_timeout
+        while not self.closed and transport.get_write_buffer_size() > self.reply_budget:
+            if loop.time() >= deadline:
+                self._stalled()
+                return
+            await asyncio.sleep(RELIEVE_POLL)
 
     async def _quit(self) -> None:
         """After ``quit``: leave once the acks of messages still being stored went out."""
