@@ -162,7 +162,8 @@ class Connection:
             receive = session.receive
             time = self._time
             m = session.member
-            assert m is not None
+            if m is None:
+                return  # closed during the handshake
             budget = self.reply_budget
             turn = 0
             while not self.closed and not session.closing:
