@@ -100,6 +100,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     _DATA_HOME.cleanup()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each test's outcome on it (``item.rep_call``), for fixtures that save evidence of
+    a failure (the browser tests' screenshots)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[ChatServer]:
     """A server with default limits on 127.0.0.1, port 0."""

@@ -158,10 +158,10 @@ def running(args: list[str], stdin: Any = subprocess.DEVNULL) -> Iterator[Proc]:
 
 @contextlib.contextmanager
 def serve(*extra: str) -> Iterator[tuple[Proc, int]]:
-    """``asyncchat serve --port 0`` (stdin not a terminal: no console) and its port; a
-    throwaway history unless ``extra`` names a ``--db``."""
+    """``asyncchat serve --port 0 --no-web`` (stdin not a terminal: no console) and its port;
+    a throwaway history unless ``extra`` names a ``--db``."""
     db = () if "--db" in extra else ("--db", ":memory:")
-    with running(["serve", "--port", "0", *db, *extra]) as proc:
+    with running(["serve", "--port", "0", "--no-web", *db, *extra]) as proc:
         m = proc.err.wait_for(r"INFO listening on 127\.0\.0\.1:(\d+)")
         yield proc, int(m.group(1))
 
@@ -729,7 +729,7 @@ def test_interactive_quit_exits_0(how: str) -> None:
 def test_serve_on_a_taken_port_fails_cleanly() -> None:
     """A second server on a port in use says so in one line on stderr and exits non-zero."""
     with serve() as (first, port):
-        with running(["serve", "--port", str(port)]) as second:
+        with running(["serve", "--port", str(port), "--no-web"]) as second:
             assert second.wait() != 0
             err = second.err.text
         no_traceback(err)
@@ -796,7 +796,7 @@ def test_signal_shuts_down_gracefully(sig: signal.Signals, loop: str) -> None:
 def test_operator_console() -> None:
     """In a terminal, serve's console announces typed lines as *server, lists who is in a room,
     kicks by name and shuts down with /quit (exit 0)."""
-    with tty(["serve", "--port", "0"]) as op:
+    with tty(["serve", "--port", "0", "--no-web"]) as op:
         port = int(op.wait_text(r"INFO listening on 127\.0\.0\.1:(\d+)").group(1))
         op.wait_prompt("server>")
         with peer(port, "carol") as carol:
@@ -831,7 +831,7 @@ def test_operator_console() -> None:
 
 def test_operator_console_survives_log_lines_while_typing() -> None:
     """In serve's console, log lines print above the prompt and a half-typed line stays."""
-    with tty(["serve", "--port", "0"]) as op:
+    with tty(["serve", "--port", "0", "--no-web"]) as op:
         port = int(op.wait_text(r"INFO listening on 127\.0\.0\.1:(\d+)").group(1))
         op.wait_prompt("server>")
         op.send("half an announce")

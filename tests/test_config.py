@@ -86,7 +86,10 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 def test_defaults_are_those_of_serve() -> None:
     """ServerConfig() is what asyncchat serve runs with when nothing is set."""
     cfg = ServerConfig()
-    assert cfg.listeners == (Listener(kind="tcp", host="127.0.0.1", port=1234),)
+    assert cfg.listeners == (
+        Listener(kind="tcp", host="127.0.0.1", port=1234),
+        Listener(kind="web", host="127.0.0.1", port=8080),
+    )
     assert cfg.limits == Limits()
     assert cfg.history == HistoryConfig(enabled=True, durability="process")
     assert (cfg.motd, cfg.log_level, cfg.loop) == (None, "info", "auto")
@@ -103,8 +106,43 @@ def test_db_path_is_none_without_history_else_the_default_file() -> None:
 
 def test_only_known_listener_kinds_are_accepted() -> None:
     """A listener kind this version does not serve is refused, naming the kinds it does."""
-    with pytest.raises(ConfigError, match=r"kind must be one of tcp, line, classic, not 'web'"):
-        Listener(kind="web")
+    with pytest.raises(ConfigError, match=r"one of tcp, line, classic, web, not .irc."):
+        Listener(kind="irc")
+
+
+def test_a_listener_port_defaults_by_kind_and_origins_are_for_web_only() -> None:
+    """A listener without a port gets its kind's (1234, 8080); origins on a tcp listener are
+    refused."""
+    assert (Listener().port, Listener(kind="web").port) == (1234, 8080)
+    with pytest.raises(ConfigError, match=r"origins apply to a web listener"):
+        ServerConfig(listeners=(Listener(origins=("http://a.example",)),))
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "web"),
+    [
+        ({}, {}, ("127.0.0.1", 8080, ())),
+        ({}, {"web": False}, None),
+        ({"ASYNCCHAT_WEB": "off"}, {}, None),
+        ({"ASYNCCHAT_WEB": "off"}, {"web_port": 9001}, ("127.0.0.1", 9001, ())),
+        ({"ASYNCCHAT_WEB_HOST": "::1"}, {"web_port": 0}, ("::1", 0, ())),
+        (
+            {"ASYNCCHAT_WEB_ORIGINS": "https://a.example, https://b.example"},
+            {},
+            ("127.0.0.1", 8080, ("https://a.example", "https://b.example")),
+        ),
+    ],
+    ids=["default", "no-web", "env-off", "flag-over-env", "host-and-port", "origins"],
+)
+def test_web_settings_shape_the_web_listener(
+    env: dict[str, str], flags: dict[str, object], web: tuple[str, int, tuple[str, ...]] | None
+) -> None:
+    """--web/--no-web, --web-host, --web-port and --web-origin (and their ASYNCCHAT_WEB*
+    variables) add, remove or change the web listener and leave the tcp one alone."""
+    cfg = load_config(None, env, flags)
+    assert cfg.listeners[0] == Listener()
+    webs = [(x.host, x.port, x.origins) for x in cfg.listeners if x.kind == "web"]
+    assert webs == ([] if web is None else [web])
 
 
 def test_two_listeners_on_one_address_are_refused() -> None:
@@ -204,7 +242,10 @@ def test_unknown_file_key_is_a_one_line_error(content: str, key: str, tmp_path: 
     [
         ('[limits]\nmax_frame = "big"\n', ["limits.max_frame", "whole number", "'big'"]),
         ("[limits]\nmax_frame = 10\n", ["limits.max_frame", "4096", "10"]),
-        ('[[listeners]]\nkind = "web"\n', ["listeners[0].kind", "tcp", "'web'"]),
+        (
+            '[[listeners]]\nkind = "irc"\n',
+            ["listeners[0].kind", "tcp, line, classic, web", "'irc'"],
+        ),
         ('[history]\ndurability = "maybe"\n', ["history.durability", "power", "'maybe'"]),
         ("loop = 3\n", ["loop", "a string", "3"]),
         ("motd =\n", ["not valid TOML", "line 1"]),
@@ -272,7 +313,8 @@ def test_print_config_round_trips_through_config(tmp_path: Path) -> None:
         "--host", "::1", "--port", "4321", "--motd", motd, "--log-level", "debug",
         "--loop", "asyncio", "--rate", "0.5", "--burst", "9", "--per-ip-exempt", "10.0.0.0/8",
         "--per-ip-exempt", "::1/128", "--db", db, "--history-max", "7",
-        "--history-days", "0.25", "--durability", "power",
+        "--history-days", "0.25", "--durability", "power", "--web-port", "8181",
+        "--web-origin", "https://chat.example",
     ]  # fmt: skip
     first = cli("serve", "--print-config", *flags)
     assert first.returncode == 0, first.stderr
@@ -284,7 +326,10 @@ def test_print_config_round_trips_through_config(tmp_path: Path) -> None:
     assert again.stdout == first.stdout
 
     assert load_config(str(path)) == ServerConfig(
-        listeners=(Listener(host="::1", port=4321),),
+        listeners=(
+            Listener(host="::1", port=4321),
+            Listener(kind="web", port=8181, origins=("https://chat.example",)),
+        ),
         limits=Limits(rate=0.5, burst=9, per_ip_exempt=("10.0.0.0/8", "::1/128")),
         history=HistoryConfig(db=db, max=7, days=0.25, durability="power"),
         motd=motd,

@@ -17,7 +17,7 @@ from .test_cli import serve
 from .test_config import BASE_ENV, cli, one_line_error, printed
 
 #: ``asyncchat serve`` on a free chat port, without history.
-SERVE = [sys.executable, "-m", "asyncchat", "serve", "--port", "0", "--no-history"]
+SERVE = [sys.executable, "-m", "asyncchat", "serve", "--port", "0", "--no-history", "--no-web"]
 
 
 def test_flags_and_variables_turn_the_doors_on() -> None:
@@ -26,18 +26,19 @@ def test_flags_and_variables_turn_the_doors_on() -> None:
     cfg = printed("--line-port", "1236", "--classic-port", "1235", "--classic-host", "::1")
     assert cfg.listeners == (
         Listener(),
+        Listener(kind="web"),  # on by default
         Listener(kind="line", port=1236),
         Listener(kind="classic", host="::1", port=1235),
     )
     env = {"ASYNCCHAT_LINE_PORT": "2236", "ASYNCCHAT_CLASSIC_PORT": "2235"}
     cfg = printed("--line-port", "3236", env=env)
-    assert cfg.listeners[1:] == (
+    assert cfg.listeners[2:] == (
         Listener(kind="line", port=3236),
         Listener(kind="classic", port=2235),
     )
-    assert printed().listeners == (Listener(),)  # off by default
+    assert printed().listeners == (Listener(), Listener(kind="web"))  # doors off by default
     cfg = printed("--line-port", "1236", "--line-tls-cert", "c.pem", "--line-tls-key", "k.pem")
-    assert cfg.listeners[1] == Listener(kind="line", port=1236, tls_cert="c.pem", tls_key="k.pem")
+    assert cfg.listeners[2] == Listener(kind="line", port=1236, tls_cert="c.pem", tls_key="k.pem")
 
 
 def test_a_door_host_without_its_port_is_a_one_line_error() -> None:
@@ -64,7 +65,7 @@ def test_doors_round_trip_through_the_config_file(tmp_path: Path) -> None:
     again = cli("serve", "--print-config", "--config", str(path))
     assert again.stdout == first.stdout
     cfg = load_config(str(path), overrides={"line_port": 5236})
-    assert cfg.listeners[1] == Listener(kind="line", port=5236)
+    assert cfg.listeners[2] == Listener(kind="line", port=5236)
     assert from_dict(tomllib.loads(first.stdout)) == load_config(str(path))
 
 

@@ -283,6 +283,7 @@ def _spawn(db: Path, durability: str = "process") -> tuple[subprocess.Popen[str]
             "serve",
             "--port",
             "0",
+            "--no-web",
             "--db",
             str(db),
             "--durability",

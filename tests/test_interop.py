@@ -44,6 +44,7 @@ class ServerProcess:
                 "serve",
                 "--port",
                 "0",
+                "--no-web",
                 "--log-level",
                 "info",
                 "--no-history",

@@ -41,6 +41,8 @@ FLOORS: dict[str, int] = {
     "limits": 1,
     "text": 1,
     "tracking": 1,
+    "wsframe": 1,
+    "stats": 1,
     # F2 core
     "interfaces": 2,
     "fanout": 2,

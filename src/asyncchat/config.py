@@ -3,7 +3,8 @@
 ::
 
     ServerConfig
-    ├── listeners   tuple[Listener, ...]   one listening socket each: kind, host, port, TLS
+    ├── listeners   tuple[Listener, ...]   one listening socket each: kind, host, port, TLS,
+    │                                      origins
     ├── limits      Limits                 every resource bound (asyncchat.limits)
     ├── history     HistoryConfig          enabled, db, max, days, durability
     └── motd, log_level, loop
@@ -15,9 +16,11 @@ one flat name (:data:`SETTINGS`) shared by the environment (upper-cased, prefixe
 in the file. ``host``, ``port``, ``tls_cert`` and ``tls_key`` apply to the first tcp
 listener, ``line_host``, ``line_port``, ``line_tls_cert`` and ``line_tls_key`` to the first line
 listener, and the ``classic_*`` ones to the first classic listener (a door is off unless its port
-is given, which creates it, on 127.0.0.1 unless its host is given too); ``history``, ``db``,
-``history_max``, ``history_days`` and ``durability`` are the ``[history]`` table's ``enabled``,
-``db``, ``max``, ``days`` and ``durability``.
+is given, which creates it, on 127.0.0.1 unless its host is given too); ``web`` (on or off),
+``web_host``, ``web_port``, ``web_origins``, ``web_tls_cert`` and ``web_tls_key`` to the first
+web listener (on by default); ``history``, ``db``, ``history_max``, ``history_days`` and
+``durability`` are the ``[history]`` table's ``enabled``, ``db``, ``max``, ``days`` and
+``durability``.
 
 The file is ours alone, so an unknown key in it is an error. The ``ASYNCCHAT_`` namespace of the
 environment is shared (the test suite's ``ASYNCCHAT_TEST_UNIT``, ``join``'s planned
@@ -45,6 +48,7 @@ from .limits import Limits
 from .tomlwriter import toml_document, toml_string
 
 __all__ = [
+    "DEFAULT_PORTS",
     "DURABILITIES",
     "ENV_PREFIX",
     "LISTENER_KINDS",
@@ -65,11 +69,14 @@ __all__ = [
 ]
 
 #: Kinds of listener this version serves: ``tcp`` (the native framed protocol), ``line`` (text
-#: lines: netcat, telnet) and ``classic`` (the 10-byte-header protocol of the course exercise);
-#: see docs/doors.md. Later: "web".
-LISTENER_KINDS = ("tcp", "line", "classic")
-#: The settings' section of each kind's first listener (``host``, ``line_host``...).
+#: lines: netcat, telnet) and ``classic`` (the 10-byte-header protocol of the course exercise;
+#: see docs/doors.md), and ``web`` (the chat page, its WebSocket at /ws, /metrics, /healthz and
+#: /readyz over HTTP).
+LISTENER_KINDS = ("tcp", "line", "classic", "web")
+#: The settings' section of each door's first listener (``host``, ``line_host``...).
 _DOOR_SECTIONS = {"tcp": "listener", "line": "line", "classic": "classic"}
+#: The port of each kind of listener when none is given.
+DEFAULT_PORTS = {"tcp": 1234, "line": 1234, "classic": 1234, "web": 8080}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 #: ``auto`` is uvloop where it imports, else asyncio.
 LOOPS = ("auto", "uvloop", "asyncio")
@@ -80,7 +87,9 @@ DURABILITIES = ("process", "power")
 ENV_PREFIX = "ASYNCCHAT_"
 #: ``ASYNCCHAT_*`` variables read by other parts of asyncchat: serve neither uses nor warns about
 #: them.
-OTHER_VARIABLES = frozenset({"ASYNCCHAT_TEST_UNIT", "ASYNCCHAT_PASSWORD"})
+OTHER_VARIABLES = frozenset(
+    {"ASYNCCHAT_TEST_UNIT", "ASYNCCHAT_PASSWORD", "ASYNCCHAT_UPDATE_SCREENSHOT"}
+)
 
 
 def default_db_path() -> str:
@@ -104,25 +113,36 @@ def _whole(value: object) -> bool:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Listener:
     """One listening socket: its kind (one of :data:`LISTENER_KINDS`), its host and its port
-    (0: one the OS picks), and, for TLS, the PEM files of its certificate chain and private key
-    (both or neither). Raises ``ConfigError`` for a bad value."""
+    (0: one the OS picks; ``None``: the kind's :data:`DEFAULT_PORTS` entry), and, for TLS, the
+    PEM files of its certificate chain and private key (both or neither). ``origins``, for a web
+    listener only: the browser origins (``https://chat.example.org``) whose pages may open its
+    WebSocket besides its own (same origin is always allowed; ``*``: any). Raises
+    ``ConfigError`` for a bad value."""
 
     kind: str = "tcp"
     host: str = "127.0.0.1"
-    port: int = 1234
+    port: int | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _one_of("kind", self.kind, LISTENER_KINDS)
         if not isinstance(self.host, str) or not self.host:
             raise ConfigError(f"host must be a host name or address, not {self.host!r}")
-        if not _whole(self.port) or not 0 <= self.port <= 65535:
+        if self.port is None:
+            object.__setattr__(self, "port", DEFAULT_PORTS[self.kind])
+        elif not _whole(self.port) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be a port number, 0 to 65535, not {self.port!r}")
         for key in ("tls_cert", "tls_key"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ConfigError(f"{key} must be a file name, not {value!r}")
+        if not isinstance(self.origins, tuple | list) or not all(
+            isinstance(o, str) and o for o in self.origins
+        ):
+            raise ConfigError(f"origins must be a list of origins, not {self.origins!r}")
+        object.__setattr__(self, "origins", tuple(self.origins))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,7 +182,8 @@ class ServerConfig:
     """Everything ``asyncchat serve`` needs; the defaults are those of ``asyncchat serve``.
     Raises ``ConfigError`` for a bad value."""
 
-    listeners: tuple[Listener, ...] = (Listener(),)
+    #: The native protocol on 127.0.0.1:1234 and the chat page on 127.0.0.1:8080.
+    listeners: tuple[Listener, ...] = (Listener(), Listener(kind="web"))
     limits: Limits = field(default_factory=Limits)
     history: HistoryConfig = HistoryConfig()
     motd: str | None = None
@@ -183,6 +204,8 @@ class ServerConfig:
                 raise ConfigError(
                     f"listeners[{i}]: tls_cert and tls_key go together: give both or neither"
                 )
+            if x.origins and x.kind != "web":
+                raise ConfigError(f"listeners[{i}]: origins apply to a web listener only")
         bound = [(x.host, x.port) for x in listeners if x.port != 0]
         for addr in bound:
             if bound.count(addr) > 1:
@@ -227,8 +250,8 @@ class Setting:
     """One setting as the environment and the flags name it."""
 
     name: str  #: flat name: ``ASYNCCHAT_<NAME>``, ``--<name-with-dashes>``
-    section: str  #: "" (ServerConfig), "listener" (the first tcp one), "line", "classic" (the
-    #: first of that kind), "history", "limits"
+    section: str  #: "" (ServerConfig), "listener" (the first tcp one), "line", "classic", "web"
+    #: (the first of that kind), "history", "limits"
     key: str  #: the field of that section
     type: str  #: the field's annotation: "int", "float | None", "tuple[str, ...]"...
 
@@ -248,6 +271,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "listener": Listener,
     "line": Listener,
     "classic": Listener,
+    "web": Listener,
     "history": HistoryConfig,
     "limits": Limits,
 }
@@ -267,6 +291,12 @@ def _settings() -> dict[str, Setting]:
             for kind in ("line", "classic")
             for key in ("host", "port", "tls_cert", "tls_key")
         ),
+        ("web", "web", "enabled"),
+        ("web_host", "web", "host"),
+        ("web_port", "web", "port"),
+        ("web_origins", "web", "origins"),
+        ("web_tls_cert", "web", "tls_cert"),
+        ("web_tls_key", "web", "tls_key"),
         ("history", "history", "enabled"),
         ("db", "history", "db"),
         ("history_max", "history", "max"),
@@ -275,6 +305,7 @@ def _settings() -> dict[str, Setting]:
         *((f.name, "limits", f.name) for f in dataclasses.fields(Limits)),
     ]
     types = {s: {f.name: str(f.type) for f in dataclasses.fields(c)} for s, c in _SECTIONS.items()}
+    types["web"]["enabled"] = "bool"  # whether a web listener exists at all
     return {name: Setting(name, sec, key, types[sec][key]) for name, sec, key in table}
 
 
@@ -373,7 +404,10 @@ def _apply(
         if s is None:
             raise ConfigError(f"{name}: unknown setting")
         try:
-            changes[s.section][s.key] = _value(_SECTIONS[s.section], s.key, s.type, raw)
+            if s.name == "web":
+                changes["web"]["enabled"] = _typed("bool", raw)
+            else:
+                changes[s.section][s.key] = _value(_SECTIONS[s.section], s.key, s.type, raw)
         except ConfigError as exc:
             raise ConfigError(f"{label(s)}: {exc}") from None
     listeners = list(cfg.listeners)
@@ -392,6 +426,11 @@ def _apply(
             raise ConfigError(f"{given}: the {kind} listener is off; {port} turns it on")
         else:
             listeners.append(Listener(kind=kind, **change))
+    web = changes["web"]
+    if web.pop("enabled", None) is False:
+        listeners = [x for x in listeners if x.kind != "web"]
+    elif web or "web" in values:
+        _first_of("web", listeners, web)
     try:
         return dataclasses.replace(
             cfg,
@@ -401,9 +440,18 @@ def _apply(
             **changes[""],
         )
     except ConfigError as exc:  # only what involves several values: two listeners on one port
-        doors = _DOOR_SECTIONS.values()
+        doors = (*_DOOR_SECTIONS.values(), "web")
         names = [label(SETTINGS[n]) for n in values if SETTINGS[n].section in doors]
         raise ConfigError(f"{', '.join(names or map(str, values))}: {exc}") from None
+
+
+def _first_of(kind: str, listeners: list[Listener], changes: dict[str, Any]) -> None:
+    """Apply ``changes`` to the first listener of ``kind``, adding one if there is none."""
+    first = next((i for i, x in enumerate(listeners) if x.kind == kind), None)
+    if first is None:
+        listeners.append(Listener(kind=kind, **changes))
+    elif changes:
+        listeners[first] = dataclasses.replace(listeners[first], **changes)
 
 
 # --------------------------------------------------------------------------- the file

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 from . import wire
@@ -67,6 +68,15 @@ class Hub:
         broker.attach(self.deliver)
         #: Messages are logged at DEBUG; whether that is on is looked up once, not per message.
         self._debug = log.isEnabledFor(logging.DEBUG)
+        # What /metrics reports, counted as plain ints (read at scrape time, see stats.py):
+        #: room messages members posted; message frames queued for members; acks of them;
+        self.received = 0
+        self.delivered = 0
+        self.acked = 0
+        #: members removed other than by quit or disconnect, by reason (timeout, kicked...);
+        self.evictions: Counter[str] = Counter()
+        #: error frames sent to clients (refused requests and connections), by code.
+        self.refusals: Counter[str] = Counter()
 
     def start(self) -> None:
         """The broker has started: the rooms that exist continue their seq from it."""
@@ -89,6 +99,8 @@ class Hub:
         """Take ``m`` out of every room (each is told ``left`` with ``reason``). Idempotent."""
         if not m.alive:
             return
+        if reason != "quit" and reason != "disconnect":
+            self.evictions[reason] += 1
         for room in list(m.rooms.values()):
             self._part(m, room, reason, None, notify_self=False)
         m.alive = False  # nothing more is queued for it; what already was is still written
@@ -263,6 +275,7 @@ class Hub:
         if self._fallible:
             self._refuse_if_failed(ref)
         ckey = None if ref is None else f"{m.key}\x1f{room.key}\x1f{ref!r}"
+        self.received += 1
         m.inflight += 1
         try:
             seq = self._publish(room.key, room.name, m.name, text, action, ckey, (m, ref))
@@ -286,10 +299,13 @@ class Hub:
                 if seq > room.seq:
                     room.seq = seq
                 self.broadcast(room, wire.message(name, seq, sender, text, ts, action), exclude=m)
+                # Everyone but the sender (who is in the room unless it left meanwhile: rare).
+                self.delivered += len(room.members) - (m is not None)
             if self._debug:
                 log.debug("%s said in %s (#%d)", sender, name, seq)
         if m is not None:
             m.inflight -= 1
+            self.acked += 1
             self.send(m, wire.ack(ref, name, seq, ts))
 
     def announce(self, room_name: str, text: str, *, action: bool = False) -> int:

@@ -22,7 +22,9 @@ from .fanout import Member
 from .hub import Hub, Pending
 from .interfaces import Broker, HistoryStore
 from .limits import Limits
-from .transports import Admission, TcpListener
+from .metrics import ChatCollector, exposition
+from .stats import LAG_BUCKETS, Histogram
+from .transports import Admission, TcpListener, WebListener
 from .transports.tcp import CodecFactory
 
 if TYPE_CHECKING:
@@ -82,12 +84,15 @@ class ChatServer:
             db = config.db_path()
             history_max, history_days = config.history.max, config.history.days
             durability = config.history.durability
-            addresses = [(x.kind, x.host, x.port, x.tls_cert, x.tls_key) for x in config.listeners]
+            specs = [
+                (x.kind, x.host, x.port or 0, x.origins, x.tls_cert, x.tls_key)
+                for x in config.listeners
+            ]
         else:
             if limits is not None and limit_kwargs:
                 raise ConfigError("pass either limits= or limit keyword arguments, not both")
             limits = limits or Limits.from_kwargs(**limit_kwargs)
-            addresses = [("tcp", host, port, tls_cert, tls_key)]
+            specs = [("tcp", host, port, (), tls_cert, tls_key)]
         self.limits = limits
         self.motd = motd
         if store is None and db is not None:
@@ -100,26 +105,46 @@ class ChatServer:
         )
         self.hub = Hub(limits, self.broker)
         self.admission = Admission(self.hub)
-        if any((c is None) != (k is None) for _, _, _, c, k in addresses):
+        if any((c is None) != (k is None) for *_, c, k in specs):
             raise ConfigError("tls_cert and tls_key go together: give both or neither")
+        #: How late the watchdog's timer fires: the event loop's lag (for /metrics).
+        self.loop_lag = Histogram(LAG_BUCKETS)
+        self._scrape = exposition(
+            ChatCollector(self.hub, self.admission, self.store, self.loop_lag)
+        )
         #: The certificate files of each TLS listener, for :meth:`reload_tls`.
-        self._tls_files: dict[TcpListener, tuple[str, str]] = {}
-        self.listeners: list[TcpListener] = []
-        for kind, h, p, cert, key in addresses:
+        self._tls_files: dict[TcpListener | WebListener, tuple[str, str]] = {}
+        self.listeners: list[TcpListener | WebListener] = []
+        for kind, h, p, origins, cert, key in specs:
             ctx = None if cert is None or key is None else tls.server_context(cert, key)
-            listener = TcpListener(
-                h,
-                p,
-                hub=self.hub,
-                admission=self.admission,
-                motd=motd,
-                tls=ctx,
-                kind=kind,
-                codec=CODECS[kind],
-            )
+            listener: TcpListener | WebListener
+            if kind == "web":
+                listener = WebListener(
+                    h,
+                    p,
+                    hub=self.hub,
+                    admission=self.admission,
+                    motd=motd,
+                    metrics=self.metrics,
+                    readiness=self.not_ready,
+                    origins=origins,
+                    tls=ctx,
+                )
+            else:
+                listener = TcpListener(
+                    h,
+                    p,
+                    hub=self.hub,
+                    admission=self.admission,
+                    motd=motd,
+                    tls=ctx,
+                    kind=kind,
+                    codec=CODECS[kind],
+                )
             if cert is not None and key is not None:
                 self._tls_files[listener] = (cert, key)
             self.listeners.append(listener)
+        self._started = False
         self._watchdog: asyncio.Task[None] | None = None
         self._closing = False
         self._closed = asyncio.Event()
@@ -143,20 +168,48 @@ class ChatServer:
             raise
         self.hub.start()
         self._watchdog = asyncio.create_task(self._watch(), name="asyncchat-watchdog")
+        self._started = True
         for listener in self.listeners:
-            if listener.kind == "tcp":
+            if isinstance(listener, WebListener):
+                log.info("chat page at %s (WebSocket at /ws; /metrics, /healthz)", listener.url)
+            elif listener.kind == "tcp":
                 log.info("listening on %s:%d", *listener.address)
             else:
                 log.info("%s door listening on %s:%d", listener.kind, *listener.address)
 
     @property
     def address(self) -> tuple[str, int]:
-        """The bound (host, port) of the first listener: with ``port=0`` where the OS put it."""
-        return self.listeners[0].address
+        """The bound (host, port) of the first tcp listener (of the first listener if none is
+        tcp): with ``port=0`` where the OS put it."""
+        tcp = [x for x in self.listeners if x.kind == "tcp"]
+        return (tcp or self.listeners)[0].address
+
+    @property
+    def web_url(self) -> str | None:
+        """The chat page's address (``http://127.0.0.1:8080/``), or None without a web
+        listener."""
+        web = [x for x in self.listeners if isinstance(x, WebListener)]
+        return web[0].url if web else None
+
+    def metrics(self) -> tuple[str, bytes]:
+        """``/metrics``: its content type and body, in the Prometheus text format."""
+        return self._scrape()
+
+    def not_ready(self) -> str | None:
+        """Why the server should get no traffic (``/readyz`` says it), or None when it is
+        listening and its history store works."""
+        if not self._started:
+            return "not listening yet"
+        if self._closing:
+            return "shutting down"
+        failed = self.broker.failed
+        if failed is not None:
+            return f"the history store failed: {failed}"
+        return None
 
     def address_of(self, kind: str) -> tuple[str, int]:
         """The bound (host, port) of the first listener of ``kind`` (``tcp``, ``line``,
-        ``classic``). Raises ``LookupError`` if the server has none."""
+        ``classic``, ``web``). Raises ``LookupError`` if the server has none."""
         for listener in self.listeners:
             if listener.kind == kind:
                 return listener.address
@@ -224,9 +277,12 @@ class ChatServer:
             min(1.0, limits.ping_interval / 4, limits.ping_timeout / 4, limits.write_timeout / 4),
         )
         loop = asyncio.get_running_loop()
+        lag = self.loop_lag
         while True:
+            due = loop.time() + period
             await asyncio.sleep(period)
             now = loop.time()
+            lag.observe(max(0.0, now - due))
             for conn in list(self.admission.connections):
                 conn.tick(now)
 

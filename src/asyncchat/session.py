@@ -118,6 +118,7 @@ class Session:
 
     def send_error(self, exc: ProtocolError) -> None:
         """Queue the ``error`` frame for ``exc``."""
+        self.hub.refusals[exc.code] += 1
         self.send(wire.error_for(exc))
 
     # ------------------------------------------------------------------ input

@@ -33,6 +33,7 @@ import orjson
 
 from ..errors import ConfigError, StoreError
 from ..interfaces import Page, Record, RoomTopic
+from ..stats import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
 
 __all__ = ["SQLiteStore"]
 
@@ -153,6 +154,11 @@ class SQLiteStore:
         )
         self.commits = 0
         self.committed = 0
+        #: Seconds from handing a batch to the writer to its commit reported back, and records
+        #: per batch (read by /metrics; observed on the loop's thread, once per batch).
+        self.commit_latency = Histogram(LATENCY_BUCKETS)
+        self.batch_sizes = Histogram(BATCH_BUCKETS)
+        self._handed_at = 0.0
 
     # ------------------------------------------------------------------ set-up
 
@@ -356,10 +362,13 @@ class SQLiteStore:
         batch = self._pending[:MAX_BATCH]
         del self._pending[:MAX_BATCH]
         self._busy = True
+        self._handed_at = time.monotonic()
         self._queue.put(batch)
 
     def _committed(self, batch: list[tuple[Record, Any]]) -> None:
         """On the loop's thread: the writer finished ``batch``; hand it the next one."""
+        self.commit_latency.observe(time.monotonic() - self._handed_at)
+        self.batch_sizes.observe(len(batch))
         self._busy = False
         if self._pending:
             self._handoff()

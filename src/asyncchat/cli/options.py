@@ -167,6 +167,34 @@ def _serve(sub: _Subparsers[argparse.ArgumentParser]) -> None:
         choices=LOOPS,
         help="event loop: uvloop where it imports (auto, the default), or asyncio",
     )
+    web = Listener(kind="web")
+    serve.add_argument(
+        "--web",
+        action=argparse.BooleanOptionalAction,
+        help=f"serve the chat page, its WebSocket (/ws), /metrics, /healthz and /readyz over "
+        f"HTTP (the default, on {web.host}:{web.port}); --no-web: not",
+    )
+    serve.add_argument("--web-host", help=f"the chat page's address (default: {web.host})")
+    serve.add_argument(
+        "--web-port", type=port, help=f"the chat page's HTTP port (default: {web.port})"
+    )
+    serve.add_argument(
+        "--web-origin",
+        dest="web_origins",
+        action="append",
+        metavar="ORIGIN",
+        help="another origin whose pages may open /ws, such as https://chat.example.org "
+        "(repeatable; '*' for any; the page's own origin is always allowed)",
+    )
+    serve.add_argument(
+        "--web-tls-cert",
+        metavar="FILE",
+        help="serve the page over HTTPS (and /ws as WSS) with this PEM certificate chain "
+        "(with --web-tls-key)",
+    )
+    serve.add_argument(
+        "--web-tls-key", metavar="FILE", help="the PEM private key of --web-tls-cert"
+    )
     serve.add_argument(
         "--log-level",
         choices=LOG_LEVELS,

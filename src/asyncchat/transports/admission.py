@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import ErrorCode
 from ..events import Hello
 from ..hub import Hub
 from ..validation import name_key
-from .connection import Connection
+from .connection import Connection, ReadFrame
 
 __all__ = ["RECLAIM_QUIET", "RECLAIM_TIMEOUT", "Admission"]
 
@@ -46,13 +47,16 @@ class Admission:
     def refusal(self, ip: str) -> str | None:
         """Why a new connection from ``ip`` is refused, or None to accept it."""
         limits = self.limits
+        why = None
         if self.closing:
-            return "the server is shutting down"
-        if len(self.connections) >= limits.max_connections:
-            return f"the server is full ({limits.max_connections} connections)"
-        if self._per_ip[ip] >= limits.max_per_ip and not limits.exempt(ip):
-            return f"too many connections from {ip} (max_per_ip={limits.max_per_ip})"
-        return None
+            why = "the server is shutting down"
+        elif len(self.connections) >= limits.max_connections:
+            why = f"the server is full ({limits.max_connections} connections)"
+        elif self._per_ip[ip] >= limits.max_per_ip and not limits.exempt(ip):
+            why = f"too many connections from {ip} (max_per_ip={limits.max_per_ip})"
+        if why is not None:
+            self.hub.refusals[ErrorCode.TOO_MANY_CONNECTIONS] += 1
+        return why
 
     def opened(self, conn: Connection, task: asyncio.Task[Any], ip: str) -> None:
         """Count ``conn`` (served by ``task``) from ``ip`` until :meth:`closed`."""
@@ -65,6 +69,32 @@ class Admission:
         self._per_ip[ip] -= 1
         if not self._per_ip[ip]:
             del self._per_ip[ip]
+
+    async def serve(
+        self,
+        conn: Connection,
+        ip: str,
+        read: ReadFrame,
+        wait_closed: Callable[[], Awaitable[None]],
+        *,
+        started: float | None = None,
+    ) -> None:
+        """Serve ``conn`` from ``ip`` in the current task, counted until it ends (``started``:
+        see :meth:`Connection.run`). This is the connection's task boundary: an internal error
+        ends that one connection, never the server."""
+        task = asyncio.current_task()
+        assert task is not None
+        self.opened(conn, task, ip)
+        try:
+            await conn.run(read, wait_closed, started=started)
+        except asyncio.CancelledError:
+            conn.transport.abort()
+            raise
+        except Exception:
+            log.exception("internal error on the connection from %s", conn.peer)
+            conn.transport.abort()
+        finally:
+            self.closed(conn, ip)
 
     async def admit(self, hello: Hello) -> None:
         """What must pass before ``hello`` is welcomed. A name held by a connection that has

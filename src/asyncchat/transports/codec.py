@@ -48,8 +48,9 @@ class CodecConnection(Connection):
         hub: Hub,
         admit: Admit,
         motd: str | None = None,
+        kind: str = "tcp",
     ) -> None:
-        super().__init__(transport, peer, hub=hub, admit=admit, motd=motd)
+        super().__init__(transport, peer, hub=hub, admit=admit, motd=motd, kind=kind)
         self.codec = codec
         self.pings = codec.pings
 

@@ -67,7 +67,10 @@ class Connection:
         hub: Hub,
         admit: Admit,
         motd: str | None = None,
+        kind: str = "tcp",
     ) -> None:
+        #: The transport's name, for /metrics: "tcp", "ws"...
+        self.kind = kind
         self.hub = hub
         self.limits: Limits = hub.limits
         self.admit = admit
@@ -120,7 +123,11 @@ class Connection:
             self.aborted = True
             transport.abort()
         else:
-            transport.close()
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Close the transport once its buffer is sent (a WebSocket says close first)."""
+        self.transport.close()
 
     def ping(self) -> bool:
         """Send a ping now (keepalive, or a name reclaim); False if the peer cannot answer one."""
@@ -265,6 +272,7 @@ class Connection:
             self.hub.flush()
             self.hub.remove_member(m, reason)
         self.why = f"{exc.code}: {exc.message}"
+        self.hub.refusals[exc.code] += 1
         self.close(
             wire.error_for(exc) + wire.bye(str(exc.code)),
             abort=exc.code is ErrorCode.SLOW_CONSUMER,

@@ -26,13 +26,12 @@ import socket
 import ssl
 from collections.abc import Callable
 
-from .. import wire
-from ..errors import ErrorCode
 from ..framing import HEADER, check_length
 from ..hub import Hub
 from ..interfaces import Codec
 from ..limits import Limits
 from .admission import Admission
+from .base import ListenerBase, peer_of
 from .codec import CodecConnection, codec_reader, keepalive
 from .connection import Connection, ReadFrame
 
@@ -66,7 +65,7 @@ def frame_reader(reader: asyncio.StreamReader) -> ReadFrame:
     return read
 
 
-class TcpListener:
+class TcpListener(ListenerBase):
     """One TCP listening socket of a server: native frames, or, with ``codec``, the wire of a
     door (``kind`` names it in logs)."""
 
@@ -82,16 +81,9 @@ class TcpListener:
         kind: str = "tcp",
         codec: CodecFactory | None = None,
     ) -> None:
-        self.host = host
-        #: The TLS context of this listener (None: plain TCP); reloadable in place.
-        self.tls = tls
-        self.port = port
-        self.hub = hub
-        self.admission = admission
-        self.motd = motd
+        super().__init__(host, port, hub=hub, admission=admission, motd=motd, tls=tls)
         self.kind = kind
         self.codec = codec
-        self.server: asyncio.Server | None = None
         #: A TLS listener's own listening sockets, their accept loops, and the connections
         #: still in their TLS handshake (not yet counted by admission).
         self._socks: list[socket.socket] = []
@@ -143,17 +135,13 @@ class TcpListener:
         await asyncio.gather(*self._accepting, *self._handshaking, return_exceptions=True)
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
-        ip, peer = _peer(peername)
+        ip, peer = peer_of(writer.get_extra_info("peername"))
         started = asyncio.get_running_loop().time()
-        refusal = self.admission.refusal(ip)
+        refusal = self.refusal(ip, peer)
         if refusal is not None:
-            log.info("refused %s: %s", peer, refusal)
-            code = str(ErrorCode.TOO_MANY_CONNECTIONS)
-            frames = wire.error(code, refusal) + wire.bye(code)
             if self.codec is not None:  # in the door's own wire
-                frames = self.codec(self.hub.limits).render(frames)
-            writer.write(frames)
+                refusal = self.codec(self.hub.limits).render(refusal)
+            writer.write(refusal)
             writer.close()
             return
         _nodelay(writer.get_extra_info("socket"))
@@ -170,7 +158,7 @@ class TcpListener:
                 await asyncio.sleep(0.1)
                 continue
             started = loop.time()
-            ip, peer = _peer(addr)
+            ip, peer = peer_of(addr)
             refusal = self.admission.refusal(ip)
             if refusal is not None:
                 log.info("refused %s: %s", peer, refusal)
@@ -221,8 +209,6 @@ class TcpListener:
     ) -> None:
         """Serve an admitted connection until it ends; this task is its owner."""
         admission = self.admission
-        task = asyncio.current_task()
-        assert task is not None
         transport = writer.transport
         conn: Connection
         read: ReadFrame
@@ -237,30 +223,19 @@ class TcpListener:
                 if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
                     keepalive(sock, limits)
             conn = CodecConnection(
-                transport, peer, codec, hub=self.hub, admit=admission.admit, motd=self.motd
+                transport,
+                peer,
+                codec,
+                hub=self.hub,
+                admit=admission.admit,
+                motd=self.motd,
+                kind=self.kind,
             )
             read = codec_reader(reader, conn)
             greeting = codec.greeting()
             if greeting:
                 transport.write(greeting)
-        admission.opened(conn, task, ip)
-        try:
-            await conn.run(read, writer.wait_closed, started=started)
-        except asyncio.CancelledError:
-            transport.abort()
-            raise
-        except Exception:  # the task boundary: one connection fails, never the server
-            log.exception("internal error on the connection from %s", peer)
-            transport.abort()
-        finally:
-            admission.closed(conn, ip)
-
-
-def _peer(peername: object) -> tuple[str, str]:
-    """The IP address and the ``ip:port`` (for logs) of a peer name."""
-    if isinstance(peername, tuple):
-        return peername[0], f"{peername[0]}:{peername[1]}"
-    return str(peername), str(peername)
+        await admission.serve(conn, ip, read, writer.wait_closed, started=started)
 
 
 def _nodelay(sock: socket.socket | None) -> None:
