@@ -195,6 +195,26 @@ async def test_two_browser_users_chat_and_dm(
         await other.close()
 
 
+async def test_topic_and_away(server: ChatServer, context: Any) -> None:
+    """A topic set from the terminal shows under the room's name, /topic from the page reaches
+    the terminal, and who is away is marked in the member list."""
+    page = await open_page(context, server, "topical")
+    tcp = await tcp_client(server, "setter")
+    tcp.send({"type": "topic", "room": "lobby", "text": "release <b>Friday</b>", "id": 1})
+    await expect(page.locator("#room-topic")).to_have_text("release <b>Friday</b>", timeout=MS)
+    await type_and_send(page, "/topic ship it")
+    got = await tcp.recv_match(type="topic", by="topical")
+    assert got["text"] == "ship it"
+    await expect(page.locator("#room-topic")).to_have_text("ship it", timeout=MS)
+    tcp.send({"type": "away", "message": "at lunch", "id": 2})
+    setter = page.locator("#member-list li", has_text="setter")
+    await expect(setter).to_contain_text("away: at lunch", timeout=MS)
+    await expect(lines(page).filter(has_text="setter is away: at lunch")).to_have_count(1)
+    await type_and_send(page, "/away brb")
+    assert (await tcp.recv_match(type="away", name="topical"))["message"] == "brb"
+    await tcp.close()
+
+
 async def test_hostile_strings_are_shown_as_text(server: ChatServer, context: Any) -> None:
     """Markup, script URLs, bidi overrides and very long words in names and messages are
     shown as text: no element is made from them, no script runs, the layout holds; only

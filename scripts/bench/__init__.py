@@ -32,6 +32,10 @@ Systems
   nats       nats-server -a 127.0.0.1: members SUB, senders PUB (plain text protocol).
   select     scripts/baselines/select_server.py (textbook select() loop).
   thread     scripts/baselines/thread_server.py (textbook thread per client).
+  asyncchat-ws, asyncchat-mixed
+             asyncchat with its members on the web listener's WebSocket (/ws; every member, or
+             every second one), the senders on the native protocol: the fan-out to WebSocket
+             members beside the native path. Not run unless named in --systems.
   asyncchat-base, asyncchat-nohist-base
              with --baseline PATH (an older checkout, e.g. a git worktree): asyncchat and
              asyncchat-nohist with the server run from PATH/src (PYTHONPATH), so that one run

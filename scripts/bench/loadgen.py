@@ -114,14 +114,20 @@ async def _worker(spec: dict[str, Any], conn: Any, sent_arr: Any, prog_arr: Any)
     timeout = spec["timeout"]
     t0 = time.monotonic()
 
-    async def connect(name: str) -> Client:
+    # A web system's members: every k-th one on the WebSocket (the web listener's port).
+    member_client = spec.get("member_client") if role == "member" else None
+
+    async def connect(name: str, i: int) -> Client:
+        klass, port = cls, spec["port"]
+        if member_client is not None and i % member_client[1] == 0:
+            klass, port = member_client[0], spec["web_port"]
         async with sem:
             last: BaseException | None = None
             for attempt in range(4):
                 try:
                     _, proto = await asyncio.wait_for(
-                        loop.create_connection(lambda: cls(w, name, role, bufsize),
-                                               spec["host"], spec["port"]), timeout)
+                        loop.create_connection(lambda: klass(w, name, role, bufsize),
+                                               spec["host"], port), timeout)
                 except (OSError, TimeoutError) as exc:
                     last = exc
                     await asyncio.sleep(0.05 * (attempt + 1))
@@ -131,7 +137,8 @@ async def _worker(spec: dict[str, Any], conn: Any, sent_arr: Any, prog_arr: Any)
             assert last is not None
             raise last
 
-    results = await asyncio.gather(*(connect(n) for n in names), return_exceptions=True)
+    results = await asyncio.gather(*(connect(n, i) for i, n in enumerate(names)),
+                                   return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
     w.clients = [r for r in results if isinstance(r, Client)]
     connect_s = time.monotonic() - t0

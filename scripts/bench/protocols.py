@@ -5,12 +5,18 @@ delivery; Redis and NATS: bytes.count of a fixed prefix across read boundaries).
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
 import json
+import os
+import struct
 from typing import Any
 
 from bench.clients import CHANNEL, ROOM, U32, Client, make_text
+
+U16 = struct.Struct(">H")
+U64 = struct.Struct(">Q")
 
 
 class ChatClient(Client):
@@ -84,6 +90,107 @@ class ChatClient(Client):
             self.w.errors[f"{self.role}: {what}"] += 1
             if not self.ready.done():
                 self.ready.set_exception(ConnectionError(f"refused: {what}"))
+
+
+class WsChatClient(ChatClient):
+    """asyncchat over its web listener's WebSocket (/ws): the HTTP upgrade, then one JSON
+    payload per text frame. Client frames are masked with a zero key (the payload unchanged);
+    server frames are counted by their 2, 4 or 10-byte header and byte 9 of the payload."""
+
+    pre_mode = True
+    web = True  # connects to the web listener's port
+
+    def encode(self, text: bytes) -> bytes:
+        payload = b'{"type":"say","room":"' + ROOM.encode() + b'","text":"' + text + b'"}'
+        return ws_frame(payload)
+
+    def on_connect(self) -> None:
+        key = base64.b64encode(os.urandom(16))
+        self.write(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                   b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key +
+                   b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+    def handshake(self, data: bytes) -> bytes | None:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            return None
+        if not head.startswith(b"HTTP/1.1 101"):
+            self.ready.set_exception(ConnectionError(head.split(b"\r\n", 1)[0].decode()))
+            return b""
+        hello = json.dumps({"type": "hello", "name": self.name, "version": 1}).encode()
+        self.write(ws_frame(hello))
+        return rest
+
+    def count(self, end: int) -> int:
+        buf = self.buf
+        i = self.skip
+        if i >= end:
+            self.skip = i - end
+            return 0
+        msgs = 0
+        acks = 0
+        while i + 2 <= end:
+            n = buf[i + 1] & 0x7F
+            if n < 126:
+                h = 2
+            elif n == 126:
+                h = 4
+                if i + 4 > end:
+                    break
+                n = U16.unpack_from(buf, i + 2)[0]
+            else:
+                h = 10
+                if i + 10 > end:
+                    break
+                n = U64.unpack_from(buf, i + 2)[0]
+            if i + h + 10 > end:
+                break
+            t = buf[i + h + 9]
+            if t == 109:  # 'm'essage
+                msgs += 1
+            elif t == 97:  # 'a'ck
+                acks += 1
+            elif buf[i] == 0x81:
+                self.other_ws(t, i + h, n, end)
+            i += h + n
+        self.msgs += msgs
+        if acks:
+            self.acked(acks)
+        if i < end:
+            k = end - i
+            buf[:k] = buf[i:end]
+            self.skip = 0
+            return k
+        self.skip = i - end
+        return 0
+
+    def other_ws(self, t: int, start: int, n: int, end: int) -> None:
+        if t == 119:  # welcome
+            if not self.ready.done():
+                self.ready.set_result(None)
+        elif t == 112:  # ping
+            self.write(ws_frame(b'{"type":"pong"}'))
+        elif t in (101, 98):  # error, bye
+            what = "bye" if t == 98 else "error"
+            if start + n <= end:
+                with contextlib.suppress(ValueError):
+                    obj = json.loads(bytes(self.buf[start : start + n]))
+                    what = f"{obj.get('type')} {obj.get('code') or obj.get('reason')}"
+            self.w.errors[f"{self.role} (ws): {what}"] += 1
+            if not self.ready.done():
+                self.ready.set_exception(ConnectionError(f"refused: {what}"))
+
+
+def ws_frame(payload: bytes) -> bytes:
+    """A final text frame from a client: masked, with a zero key (so the payload is as is)."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x81, 0x80 | n))
+    elif n < 65536:
+        head = bytes((0x81, 0x80 | 126)) + U16.pack(n)
+    else:
+        head = bytes((0x81, 0x80 | 127)) + U64.pack(n)
+    return head + b"\0\0\0\0" + payload
 
 
 class RedisClient(Client):

@@ -22,29 +22,42 @@ from typing import Any
 
 from bench.clients import Client
 from bench.loadgen import raise_nofile
-from bench.protocols import ChatClient, NatsClient, RedisClient, TextbookClient
+from bench.protocols import ChatClient, NatsClient, RedisClient, TextbookClient, WsChatClient
 
 BASELINES = Path(__file__).resolve().parent.parent / "baselines"
 
 #: With --baseline PATH: asyncchat and asyncchat-nohist run from PATH/src (before / after).
 BASE_SUFFIX = "-base"
 BASE_SYSTEMS = ("asyncchat-base", "asyncchat-nohist-base")
-SYSTEMS = ("asyncchat", "redis", "nats", "select", "thread", "asyncchat-nohist", *BASE_SYSTEMS)
+#: asyncchat with its members on the web listener's WebSocket (asyncchat-ws), or every second
+#: member there (asyncchat-mixed); senders stay on the native TCP protocol. Not run unless asked.
+WEB_SYSTEMS = ("asyncchat-ws", "asyncchat-mixed")
+SYSTEMS = ("asyncchat", "redis", "nats", "select", "thread", "asyncchat-nohist", *WEB_SYSTEMS,
+           *BASE_SYSTEMS)
 #: asyncchat with --no-history, in the same run: its column in the ratio tables is the ratio of
 #: history on (--history, default file) to history off. Not run unless asked for by name.
 DEFAULT_SYSTEMS = ("asyncchat", "redis", "nats", "select", "thread")
 #: Systems where a sender is a room member and receives the other senders' messages.
-CHATLIKE = {"asyncchat", "asyncchat-nohist", "select", "thread"}
+CHATLIKE = {"asyncchat", "asyncchat-nohist", *WEB_SYSTEMS, "select", "thread"}
 #: Systems whose server process runs on one core (the limit test compares with 100% of a core).
-SINGLE_THREADED = {"asyncchat", "asyncchat-nohist", "redis", "select", "thread"}
+SINGLE_THREADED = {"asyncchat", "asyncchat-nohist", *WEB_SYSTEMS, "redis", "select", "thread"}
 
 CLIENTS: dict[str, type[Client]] = {
     "asyncchat": ChatClient,
     "asyncchat-nohist": ChatClient,
+    "asyncchat-ws": ChatClient,
+    "asyncchat-mixed": ChatClient,
     "redis": RedisClient,
     "nats": NatsClient,
     "select": TextbookClient,
     "thread": TextbookClient,
+}
+
+
+#: The members' client of a web system and which of them use it (every k-th: 1 all, 2 half).
+MEMBER_CLIENTS: dict[str, tuple[type[Client], int]] = {
+    "asyncchat-ws": (WsChatClient, 1),
+    "asyncchat-mixed": (WsChatClient, 2),
 }
 
 
@@ -120,6 +133,7 @@ class Server:
         self.system = system
         self.tmpdir: str | None = None
         self.port = free_port()
+        self.web_port = 0
         self.host = "127.0.0.1"
         p = str(self.port)
         maxconn = max(10_000, idle + 1_000)
@@ -134,6 +148,11 @@ class Server:
             if keepalive_off:
                 cmd += ["--ping-interval", "3600", "--ping-timeout", "3600"]
             flags = serve_flags(src)
+            if kind(system) in WEB_SYSTEMS:
+                self.web_port = free_port()
+                cmd += ["--web-port", str(self.web_port)]
+            elif "--no-web" in flags:
+                cmd += ["--no-web"]
             history = "off" if kind(system) == "asyncchat-nohist" else args.history
             if "--db" in flags:  # a server with history: never the user's own database
                 if history == "off":

@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.clients import U32
 from bench.loadgen import Workers, raise_nofile
-from bench.systems import CHATLIKE, CLIENTS, SINGLE_THREADED, Server, kind
+from bench.systems import CHATLIKE, CLIENTS, MEMBER_CLIENTS, SINGLE_THREADED, Server, kind
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -61,6 +61,7 @@ def _spec(args: argparse.Namespace, server: Server, system: str, role: str, mode
         "system": system, "client": CLIENTS[kind(system)], "role": role, "mode": mode,
         "names": names, "idx": idx,
         "prog_idx": prog_idx, "host": server.host, "port": server.port,
+        "web_port": server.web_port, "member_client": MEMBER_CLIENTS.get(kind(system)),
         "window": args.window, "max_lag": _max_lag(args, system, len(names)),
         "text_size": args.text_size,
         "gen_loop": args.gen_loop, "concurrency": args.concurrency,

@@ -24,6 +24,7 @@ const state = {
   resuming: null, // {rooms: Set of keys still replaying, missed: count}
   notify: false,
   everConnected: false,
+  away: new Map(), // name -> away message, for those who are away
 };
 
 const key = (name) => name.normalize("NFKC").toLowerCase();
@@ -76,7 +77,7 @@ function select(k) {
   r.unread = 0;
   r.mentions = 0;
   badges(r);
-  $("room-title").textContent = (r.dm ? "@" : "#") + r.name;
+  title(r);
   box.scrollTop = r.scroll === null ? box.scrollHeight : r.scroll;
   members();
   $("rooms").classList.remove("open");
@@ -85,6 +86,7 @@ function select(k) {
     request({ type: "who", room: r.name }, (f) => {
       if (f.type !== "who") return;
       r.members = new Set(f.names);
+      for (const [n, msg] of Object.entries(f.away || {})) state.away.set(n, msg);
       members();
     });
   }
@@ -115,6 +117,14 @@ function members() {
   for (const n of names) {
     const li = document.createElement("li");
     li.textContent = n;
+    const msg = state.away.get(n);
+    if (msg !== undefined) {
+      li.classList.add("away");
+      const note = document.createElement("span");
+      note.className = "away-note";
+      note.textContent = ` away: ${msg}`;
+      li.append(note);
+    }
     ul.append(li);
   }
 }
@@ -318,6 +328,8 @@ function receive(f) {
     case "left": return left(f);
     case "renamed": return renamed(f);
     case "history_end": return historyEnd(f);
+    case "topic": return topic(f);
+    case "away": return away(f);
     case "ping": return send({ type: "pong", ...("data" in f ? { data: f.data } : {}) });
     case "bye": return bye(f);
     default: return reply(f);
@@ -433,6 +445,37 @@ function renamed(f) {
   reply(f);
 }
 
+function topic(f) {
+  const r = roomView(f.room);
+  r.topic = f.text || "";
+  if (f.text) system(r, `topic: ${f.text}` + (f.by ? ` (set by ${f.by})` : ""));
+  else if (f.ref !== undefined || r.hadTopic) system(r, `#${r.name} has no topic`);
+  r.hadTopic = Boolean(f.text);
+  if (r.key === state.current) title(r);
+  reply(f);
+}
+
+function away(f) {
+  const was = state.away.get(f.name);
+  if (f.message) state.away.set(f.name, f.message);
+  else state.away.delete(f.name);
+  if (was !== f.message) {
+    const who = f.name === state.name ? "you are" : `${f.name} is`;
+    const text = f.message ? `${who} away: ${f.message}` : `${who} back`;
+    const r = state.rooms.get(state.current);
+    if (r) system(r, text);
+  }
+  members();
+  reply(f);
+}
+
+function title(r) {
+  $("room-title").textContent = (r.dm ? "@" : "#") + r.name;
+  const t = $("room-topic");
+  t.textContent = r.topic || "";
+  t.hidden = !r.topic;
+}
+
 function dm(f) {
   const peer = f.from === state.name ? f.to : f.from;
   const r = roomView(peer, true);
@@ -446,6 +489,7 @@ function ack(f) {
   if (!p) return reply(f);
   state.pending.delete(f.ref);
   const r = p.r;
+  if (f.away) system(r, `${r.name} is away: ${f.away}`);
   p.li.classList.remove("pending");
   p.li.querySelector(".state").textContent = "";
   p.li.querySelector(".time").textContent = time(f.ts);
@@ -520,7 +564,8 @@ function say(text, action) {
 
 const HELP = [
   "/join ROOM  /leave [ROOM]  /nick NAME  /msg NAME TEXT  /me TEXT",
-  "/who [ROOM]  /rooms  /quit  /help — a line starting with // sends a literal /",
+  "/who [ROOM]  /rooms  /topic [TEXT]  /away [MESSAGE]  /quit  /help",
+  "A line starting with // sends a literal /.",
   "Enter sends, Shift+Enter is a new line; Alt+↑/↓ changes room.",
 ];
 
@@ -553,6 +598,11 @@ function command(text) {
     case "rooms":
       return request({ type: "rooms" }, (f) =>
         system(r, "rooms: " + f.rooms.map((x) => `#${x.name} (${x.members})`).join(", ")));
+    case "topic":
+      if (!r || r.dm) return system(r, "/topic works in a room");
+      return request(arg ? { type: "topic", room: r.name, text: arg } : { type: "topic", room: r.name }, () => {});
+    case "away":
+      return request(arg ? { type: "away", message: arg } : { type: "away" }, () => {});
     case "quit":
       state.stopped = "you left the chat";
       send({ type: "quit" });
