@@ -3,15 +3,19 @@ issue 14 is refused or bounded, other members keep chatting, and nothing logs a 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import struct
 from typing import Any
 
 import pytest
 
-from asyncchat import ChatServer
+from asyncchat import ChatServer, connect
+from asyncchat.errors import ConnectionClosed
 from asyncchat.framing import MAX_ID, MAX_JSON_DEPTH
 
-from .conftest import RawClient
+from .conftest import WAIT, RawClient
 from .test_limits import NO_FLOOD, _open, _rss_kib, _still_chats
 
 
@@ -170,8 +174,6 @@ async def test_rooms_and_who_replies_are_paged(make_server: Any) -> None:
         second = await c.recv_match(type="rooms", ref=2)
         assert second["rooms"][0]["name"] > first["rooms"][-1]["name"]
         host, port = server.address
-        from asyncchat import connect
-
         async with connect(host, port, name="pager") as client:
             names = [r.name for r in await client.rooms()]
             assert len(names) == 91 and names == sorted(names)  # 90 rooms and lobby
@@ -210,18 +212,48 @@ def _peak_rss_kib() -> int:
 
 
 def _frame(obj: dict[str, Any]) -> bytes:
-    import json
-    import struct
-
     payload = json.dumps(obj).encode()
     return struct.pack(">I", len(payload)) + payload
 
 
 async def _wait_gone(server: ChatServer, name: str) -> None:
-    import asyncio
-
-    from .conftest import WAIT
-
     async with asyncio.timeout(4 * WAIT):
         while name in server.members:
             await asyncio.sleep(0.02)
+
+
+async def test_the_client_drops_a_server_that_replays_without_end() -> None:
+    """A server that replays more than a page without history_end: the client library closes
+    the connection (memory stays bounded) instead of holding the replay until it ends."""
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        (n,) = struct.unpack(">I", await reader.readexactly(4))
+        await reader.readexactly(n)  # the hello
+        welcome = {
+            "type": "welcome", "name": "victim", "version": 1, "server": "evil", "rooms": ["lobby"],
+            "limits": {"max_frame": 65536, "max_text": 4000, "history_page_max": 50},
+            "history": True,
+        }  # fmt: skip
+        writer.write(_frame(welcome))
+        try:
+            for seq in range(1, 100_000):
+                writer.write(_frame({
+                    "type": "message", "room": "lobby", "seq": seq, "from": "x",
+                    "text": "y" * 100, "ts": 1.0, "history": True,
+                }))  # fmt: skip
+                if seq % 100 == 0:
+                    await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(endless, "127.0.0.1", 0)
+    async with server:
+        host, port = server.sockets[0].getsockname()[:2]
+        client = await connect(host, port, name="victim")
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(WAIT):
+                while True:
+                    await client.next_event()
+        assert "replayed more than 50" in (client.close_reason or "")
+        await client.close()

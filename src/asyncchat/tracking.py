@@ -20,10 +20,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from .errors import ErrorCode, ProtocolError
 from .events import HistoryEnd, Message, Ref, ServerEvent
 from .validation import name_key
 
-__all__ = ["HistoryPage", "PageRequest", "Reconnected", "Reconnecting", "Tracker", "TrackerEvent"]
+__all__ = [
+    "DEFAULT_MAX_REPLAY",
+    "HistoryPage",
+    "PageRequest",
+    "Reconnected",
+    "Reconnecting",
+    "Tracker",
+    "TrackerEvent",
+]
+
+#: Messages of a replay held before its end when the server did not say its page size.
+DEFAULT_MAX_REPLAY = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +105,9 @@ class Tracker:
     :meth:`pages_to_request` until taken."""
 
     def __init__(self, resume: Mapping[str, int] | None = None) -> None:
+        #: Messages of one room's replay held at the most before its ``history_end`` (the
+        #: client sets it from ``welcome.limits.history_page_max``).
+        self.max_replay = DEFAULT_MAX_REPLAY
         self._rooms: dict[str, _Room] = {}
         #: Our own history requests paging through a resume: ref -> room key.
         self._pages: dict[Ref, str] = {}
@@ -165,9 +180,19 @@ class Tracker:
             self._out.append(event)
 
     def message(self, message: Message) -> None:
-        """A room message from the server: one marked history waits for its ``history_end``."""
+        """A room message from the server: one marked history waits for its ``history_end``.
+        Raises ``ProtocolError`` (which closes) when a room's replay grows past
+        :attr:`max_replay` messages without its end: a server may send a page at the most."""
         if message.history:  # whose it is, the history_end after it says
-            self._room(message.room).replay.append(message)
+            replay = self._room(message.room).replay
+            if len(replay) >= self.max_replay:
+                raise ProtocolError(
+                    ErrorCode.BAD_FRAME,
+                    f"the server replayed more than {self.max_replay} messages of "
+                    f"{message.room!r} without a history_end",
+                    closes=True,
+                )
+            replay.append(message)
         else:
             self.emit(message)
 

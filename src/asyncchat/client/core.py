@@ -211,6 +211,7 @@ class Client(Requests):
         self.name = welcome.name
         self.joined = set(welcome.rooms)
         limits = welcome.limits
+        self._track.max_replay = int(limits.get("history_page_max", self._track.max_replay))
         self._ping_interval = self._ping_interval_opt or float(limits.get("ping_interval", 30.0))
         self._ping_timeout = self._ping_timeout_opt or float(limits.get("ping_timeout", 60.0))
         return conn
