@@ -6,7 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+import resource
+import socket
 import struct
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -257,3 +262,77 @@ async def test_the_client_drops_a_server_that_replays_without_end() -> None:
                     await client.next_event()
         assert "replayed more than 50" in (client.close_reason or "")
         await client.close()
+
+
+def _serve_with_nofile(soft: int, hard: int) -> tuple[subprocess.Popen[str], int, list[str]]:
+    """``asyncchat serve`` under an open-file limit; the process, its port and its first lines
+    of log (up to "listening")."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asyncchat", "serve", "--port", "0", "--no-history"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)),
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    while True:
+        line = proc.stderr.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+        if m := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
+            return proc, int(m.group(1)), lines
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(WAIT)
+    except subprocess.TimeoutExpired:  # pragma: no cover
+        proc.kill()
+        proc.wait(WAIT)
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
+def test_serve_raises_its_open_file_limit_toward_the_hard_limit() -> None:
+    """serve raises the soft RLIMIT_NOFILE toward the hard one, enough for max_connections."""
+    proc, _port, _ = _serve_with_nofile(128, 4096)
+    try:
+        with open(f"/proc/{proc.pid}/limits") as f:
+            row = next(line for line in f if line.startswith("Max open files"))
+        assert row.split()[3:5] == ["4096", "4096"]
+    finally:
+        _stop(proc)
+
+
+def test_past_the_descriptors_clients_get_too_many_connections() -> None:
+    """With an open-file limit below max_connections, serve warns at start, and the clients
+    past what descriptors allow get too_many_connections instead of a silent close."""
+    proc, port, lines = _serve_with_nofile(96, 96)
+    socks: list[socket.socket] = []
+    try:
+        assert any("open-file limit (96) allows 32 connections" in line for line in lines)
+        answers = []
+        for i in range(40):
+            s = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+            socks.append(s)
+            s.sendall(_frame({"type": "hello", "name": f"fd{i}", "version": 1}))
+            (n,) = struct.unpack(">I", _recv_exactly(s, 4))
+            answers.append(json.loads(_recv_exactly(s, n)))
+        kinds = [a["type"] if a["type"] != "error" else a["code"] for a in answers]
+        assert kinds == ["welcome"] * 32 + ["too_many_connections"] * 8
+    finally:
+        for s in socks:
+            s.close()
+        _stop(proc)
+
+
+def _recv_exactly(s: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        assert chunk, "closed"
+        data += chunk
+    return data

@@ -167,6 +167,15 @@ class ChatServer:
             self.broker.close()
             raise
         self.hub.start()
+        soft = self.admission.fit_to_descriptors()
+        if soft is not None:
+            log.warning(
+                "the open-file limit (%d) allows %d connections, fewer than max_connections=%d:"
+                " clients past it get too_many_connections (raise it with ulimit -n)",
+                soft,
+                self.admission.capacity,
+                self.limits.max_connections,
+            )
         self._watchdog = asyncio.create_task(self._watch(), name="asyncchat-watchdog")
         self._started = True
         for listener in self.listeners:

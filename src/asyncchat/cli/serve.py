@@ -16,6 +16,7 @@ from typing import Any
 
 from ..config import SETTINGS, ServerConfig, load_config
 from ..server import ChatServer
+from ..transports.admission import raise_fd_limit
 from .console import reload_tls, run_console
 
 __all__ = ["configure", "serve"]
@@ -37,6 +38,7 @@ def configure(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
 async def serve(cfg: ServerConfig) -> int:
     """Serve until SIGINT, SIGTERM or ``/quit``, then shut down gracefully; returns the exit
     status (1: cannot listen). With a terminal on stdin, the operator's console runs too."""
+    raise_fd_limit(cfg.limits.max_connections)
     server = ChatServer(config=cfg)
     try:
         await server.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,7 +21,7 @@ from ..hub import Hub
 from ..validation import name_key
 from .connection import Connection, ReadFrame
 
-__all__ = ["RECLAIM_QUIET", "RECLAIM_TIMEOUT", "Admission"]
+__all__ = ["FD_RESERVE", "RECLAIM_QUIET", "RECLAIM_TIMEOUT", "Admission", "raise_fd_limit"]
 
 log = logging.getLogger("asyncchat.server")
 
@@ -30,6 +31,9 @@ log = logging.getLogger("asyncchat.server")
 #: to ping_interval + ping_timeout).
 RECLAIM_QUIET = 1.0
 RECLAIM_TIMEOUT = 2.0
+#: File descriptors kept for what is not a client connection: listening sockets, the history
+#: database and its WAL, logs, the event loop's own, a console.
+FD_RESERVE = 64
 
 
 class Admission:
@@ -43,6 +47,20 @@ class Admission:
         self._per_ip: Counter[str] = Counter()
         #: Set when the server shuts down: new connections are refused.
         self.closing = False
+        #: Connections accepted at the most: ``max_connections``, or fewer when the process's
+        #: open-file limit would run out first (see :meth:`fit_to_descriptors`).
+        self.capacity = self.limits.max_connections
+
+    def fit_to_descriptors(self) -> int | None:
+        """Lower :attr:`capacity` to what the open-file limit (``RLIMIT_NOFILE``, soft) leaves
+        after ``FD_RESERVE`` descriptors, so that a client past it gets
+        ``too_many_connections`` rather than a silent close when ``accept`` fails. Returns
+        the soft limit when it is the bound, else None."""
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY or soft - FD_RESERVE >= self.limits.max_connections:
+            return None
+        self.capacity = max(1, soft - FD_RESERVE)
+        return soft
 
     def refusal(self, ip: str) -> str | None:
         """Why a new connection from ``ip`` is refused, or None to accept it."""
@@ -50,8 +68,8 @@ class Admission:
         why = None
         if self.closing:
             why = "the server is shutting down"
-        elif len(self.connections) >= limits.max_connections:
-            why = f"the server is full ({limits.max_connections} connections)"
+        elif len(self.connections) >= self.capacity:
+            why = f"the server is full ({self.capacity} connections)"
         elif self._per_ip[ip] >= limits.max_per_ip and not limits.exempt(ip):
             why = f"too many connections from {ip} (max_per_ip={limits.max_per_ip})"
         if why is not None:
@@ -121,3 +139,20 @@ class Admission:
         self.hub.evict(
             holder, "timeout", "your name was reclaimed by a new connection", code=ErrorCode.TIMEOUT
         )
+
+
+def raise_fd_limit(connections: int) -> tuple[int, int]:
+    """Raise the process's soft open-file limit toward its hard limit, far enough for
+    ``connections`` clients and ``FD_RESERVE``; returns the (soft, hard) limits now. For the CLI:
+    a library leaves its host process's limits alone."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = connections + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        if new > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+                soft = new
+            except (ValueError, OSError):
+                pass
+    return soft, hard
