@@ -336,3 +336,43 @@ def _recv_exactly(s: socket.socket, n: int) -> bytes:
         assert chunk, "closed"
         data += chunk
     return data
+
+
+@pytest.mark.parametrize(
+    "lookalike",
+    ["\u0430lice", "\uff41lice", "\U0001d41alice", "ALICE", "al\u0456ce"],
+    ids=["cyrillic-a", "fullwidth-a", "math-bold-a", "upper-case", "cyrillic-i"],
+)
+async def test_a_name_that_looks_like_a_taken_one_is_taken(
+    make_server: Any, lookalike: str
+) -> None:
+    """Names are unique under NFKC, case folding and the TR39 confusable skeleton: a
+    look-alike of a connected user's name is name_taken, by hello and by nick."""
+    async with make_server() as server:
+        alice = await _open(server, "alice")
+        c = await _open(server)
+        c.send({"type": "hello", "name": lookalike, "version": 1, "id": 1})
+        assert (await c.recv_type("error"))["code"] == "name_taken"
+        await c.hello("mallory")
+        c.send({"type": "nick", "name": lookalike, "id": 2})
+        err = await c.recv_type("error")
+        assert (err["code"], err["ref"]) == ("name_taken", 2)
+        assert server.members == ["alice", "mallory"]
+        await alice.close()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["\u3164", "\u115f", "\u2800", "\u0301", "alice\u3164", "al\u034fice", "a\ufe0f",
+     "\U000e0041x"],
+    ids=["hangul-filler", "choseong-filler", "braille-blank", "mark-alone", "filler-suffix",
+         "grapheme-joiner", "variation-selector", "tag-character"],
+)  # fmt: skip
+async def test_blank_and_invisible_names_are_refused(make_server: Any, name: str) -> None:
+    """Names that show nothing, or carry default-ignorable characters, are name_invalid."""
+    async with make_server() as server:
+        c = await _open(server)
+        c.send({"type": "hello", "name": name, "version": 1, "id": 1})
+        err = await c.recv_type("error")
+        assert (err["code"], err["ref"]) == ("name_invalid", 1)
+        await c.hello("visible")  # the connection stays, and a good name is welcome

@@ -114,6 +114,6 @@ def test_large_rooms_stop_broadcasting_join_and_leave_notices() -> None:
     hub.leave(late, "lobby")
     hub.flush()
     assert not [f for f in sinks[0].frames() if f["type"] == "left"]
-    hub.remove_member(hub.members["u1"], "quit")
+    hub.remove_member(hub.members_named(["u1"])[0], "quit")
     hub.flush()
     assert [f["name"] for f in sinks[0].frames() if f["type"] == "left"] == ["u1"]

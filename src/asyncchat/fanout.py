@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .interfaces import RoomTopic, Sink
-from .validation import name_key
+from .validation import name_key, user_key
 
 __all__ = ["Batcher", "Member", "Room"]
 
@@ -43,7 +43,7 @@ class Member:
 
     def __init__(self, name: str, sink: Sink) -> None:
         self.name = name
-        self.key = name_key(name)
+        self.key = user_key(name)
         self.sink = sink
         self.write = sink.write
         #: The rooms this member is in, by room key.

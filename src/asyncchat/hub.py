@@ -22,7 +22,7 @@ from .fanout import Batcher, Member, Room
 from .interfaces import Broker, Record, Ref, Sink
 from .limits import Limits
 from .replay import Replay, ReplayBudget
-from .validation import check_name, check_room, name_key
+from .validation import check_name, check_room, name_key, user_key
 
 __all__ = ["LOBBY", "SERVER_NAME", "Hub", "Member", "Pending", "Room"]
 
@@ -32,7 +32,7 @@ log = logging.getLogger("asyncchat.hub")
 LOBBY = "lobby"
 #: The sender name of messages the server itself posts (a name no user can take: it starts '*').
 SERVER_NAME = "*server"
-_SERVER_KEY = name_key(SERVER_NAME)
+_SERVER_KEY = user_key(SERVER_NAME)
 
 #: The hub's token for a published message: who gets its ack (None: the server posted it),
 #: and the client's request id.
@@ -226,7 +226,7 @@ class Hub:
         Raises ``name_invalid`` or ``name_taken`` (renaming to a different case of one's own
         name is allowed)."""
         check_name(new)
-        key = name_key(new)
+        key = user_key(new)
         other = self.members.get(key)
         if (other is not None and other is not m) or key == _SERVER_KEY:
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {new!r} is taken", ref=ref)
@@ -338,7 +338,7 @@ class Hub:
 
     def dm(self, m: Member, to: str, text: str, ref: Ref | None = None) -> None:
         """Send ``text`` to user ``to`` alone; ``m`` gets ``ack``. Raises ``no_such_user``."""
-        target = self.members.get(name_key(to))
+        target = self.members.get(user_key(to))
         if target is None:
             raise ProtocolError(ErrorCode.NO_SUCH_USER, f"nobody is called {to!r}", ref=ref)
         self.send(target, wire.dm(m.name, target.name, text, self.clock()))
@@ -362,7 +362,7 @@ class Hub:
         room = self.room(room_name)
         if room is None:
             raise ProtocolError(ErrorCode.ROOM_INVALID, f"no room {room_name!r}")
-        keys, more = _page(room.members, after, limit)
+        keys, more = _page(room.members, after, limit, user_key)
         return room.name, [room.members[k].name for k in keys], more
 
     def room_page(
@@ -370,17 +370,19 @@ class Hub:
     ) -> tuple[list[tuple[str, int]], bool]:
         """A page of rooms by key: at most ``limit`` (None: all) (name, member count) after
         room ``after`` (any spelling), and whether more follow."""
-        keys, more = _page(self.rooms, after, limit)
+        keys, more = _page(self.rooms, after, limit, name_key)
         return [(self.rooms[k].name, len(self.rooms[k].members)) for k in keys], more
 
     def members_named(self, names: Iterable[str]) -> list[Member]:
         """The members called ``names`` that exist (without regard to case)."""
-        return [m for n in names if (m := self.members.get(name_key(n))) is not None]
+        return [m for n in names if (m := self.members.get(user_key(n))) is not None]
 
 
-def _page(by_key: Iterable[str], after: str | None, limit: int | None) -> tuple[list[str], bool]:
-    """The keys after ``after`` (by its key), sorted, at most ``limit``; and whether more."""
-    start = "" if after is None else name_key(after)
+def _page(
+    by_key: Iterable[str], after: str | None, limit: int | None, key: Callable[[str], str]
+) -> tuple[list[str], bool]:
+    """The keys after ``after`` (by its ``key``), sorted, at most ``limit``; and whether more."""
+    start = "" if after is None else key(after)
     keys = sorted(k for k in by_key if k > start)
     if limit is None or len(keys) <= limit:
         return keys, False

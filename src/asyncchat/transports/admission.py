@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import ErrorCode
 from ..events import Hello
 from ..hub import Hub
-from ..validation import name_key
+from ..validation import user_key
 from .connection import Connection, ReadFrame
 
 __all__ = ["FD_RESERVE", "RECLAIM_QUIET", "RECLAIM_TIMEOUT", "Admission", "raise_fd_limit"]
@@ -120,7 +120,7 @@ class Admission:
         nothing comes back within ``RECLAIM_TIMEOUT``, evicted (its rooms see ``left``
         ``timeout``). Works for a holder on any transport that carries pings, through its sink;
         a text-door holder (no pings) keeps the name: the newcomer gets ``name_taken``."""
-        holder = self.hub.members.get(name_key(hello.name))
+        holder = self.hub.members.get(user_key(hello.name))
         if holder is None:
             return
         sink = holder.sink
