@@ -268,7 +268,7 @@ def _serve_with_nofile(soft: int, hard: int) -> tuple[subprocess.Popen[str], int
     """``asyncchat serve`` under an open-file limit; the process, its port and its first lines
     of log (up to "listening")."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "asyncchat", "serve", "--port", "0", "--no-history"],
+        [sys.executable, "-m", "asyncchat", "serve", "--port", "0", "--no-history", "--no-web"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -281,7 +281,7 @@ def _serve_with_nofile(soft: int, hard: int) -> tuple[subprocess.Popen[str], int
         line = proc.stderr.readline()
         assert line, "".join(lines)
         lines.append(line)
-        if m := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
+        if m := re.search(r"INFO listening on 127\.0\.0\.1:(\d+)", line):
             return proc, int(m.group(1)), lines
 
 
