@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import resource
 import socket
@@ -376,3 +377,28 @@ async def test_blank_and_invisible_names_are_refused(make_server: Any, name: str
         err = await c.recv_type("error")
         assert (err["code"], err["ref"]) == ("name_invalid", 1)
         await c.hello("visible")  # the connection stays, and a good name is welcome
+
+
+async def test_a_room_named_twice_in_a_hello_counts_once(make_server: Any) -> None:
+    """lobby in rooms and LOBBY in resume are one room for max_rooms_per_client."""
+    async with make_server(max_rooms_per_client=1) as server:
+        c = await _open(server)
+        welcome = await c.hello("twice", rooms=["lobby"], resume={"LOBBY": 0})
+        assert welcome["rooms"] == ["lobby"]
+
+
+def test_nobody_can_be_exempt_from_max_per_ip_from_the_cli() -> None:
+    """--per-ip-exempt none (and ASYNCCHAT_PER_IP_EXEMPT=none) is the empty list."""
+    for argv, env in (
+        (["--per-ip-exempt", "none"], {}),
+        ([], {"ASYNCCHAT_PER_IP_EXEMPT": "none"}),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "asyncchat", "serve", *argv, "--print-config"],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            env={**os.environ, **env},
+        )
+        assert out.returncode == 0, out.stderr
+        assert "per_ip_exempt = []" in out.stdout

@@ -347,7 +347,7 @@ def _typed(type_: str, value: Any) -> Any:
             ok = isinstance(value, str)
         case "tuple[str, ...]":
             ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
-            value = tuple(value) if ok else value
+            value = _networks(list(value)) if ok else value
     if not ok:
         raise ConfigError(f"must be {_WHAT[base]}, not {value!r}")
     return value
@@ -368,10 +368,17 @@ def _parse(type_: str, text: str) -> Any:
             case "float":
                 return float(text)
             case "tuple[str, ...]":
-                return tuple(part.strip() for part in text.split(",") if part.strip())
+                return _networks(text.split(","))
     except ValueError:
         raise ConfigError(f"must be {_WHAT[base]}, not {text!r}") from None
     return text
+
+
+def _networks(parts: list[str]) -> tuple[str, ...]:
+    """A list setting from words (a flag given several times, or a comma-separated variable):
+    the word ``none`` alone is the empty list (``--per-ip-exempt none``: nobody is exempt)."""
+    words = tuple(part.strip() for part in parts if part.strip())
+    return () if [w.lower() for w in words] == ["none"] else words
 
 
 def _reason(exc: ConfigError, key: str) -> str:

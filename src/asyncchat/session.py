@@ -295,18 +295,18 @@ class Session:
             )
         resume = hello.resume or {}
         rooms = list(hello.rooms) if hello.rooms is not None else list(resume) or [LOBBY]
-        rooms += [r for r in resume if r not in rooms]  # resuming a room rejoins it
+        rooms += resume  # resuming a room rejoins it
+        wanted: dict[str, str] = {}  # one entry per room, however it is spelled
+        for room in rooms:
+            self._with_ref(ref, check_room, room)
+            wanted.setdefault(name_key(room), room)
         limits = self.hub.limits
-        if len(rooms) > limits.max_rooms_per_client:
+        if len(wanted) > limits.max_rooms_per_client:
             raise ProtocolError(
                 ErrorCode.TOO_MANY_ROOMS,
                 f"a client may be in at most {limits.max_rooms_per_client} rooms",
                 ref=ref,
             )
-        wanted: dict[str, str] = {}
-        for room in rooms:
-            self._with_ref(ref, check_room, room)
-            wanted.setdefault(name_key(room), room)
         after = {name_key(r): seq for r, seq in resume.items()}
         self._admitting = (hello, wanted, after)
         return hello

@@ -50,7 +50,8 @@ _LIMIT_HELP = {
     "max_rate_violations": "refused messages in a row before a flooder is disconnected",
     "max_connections": "open connections in all",
     "max_per_ip": "open connections per IP address (see --per-ip-exempt)",
-    "per_ip_exempt": "networks exempt from --max-per-ip (repeatable; default loopback)",
+    "per_ip_exempt": "networks exempt from --max-per-ip (repeatable; default loopback; "
+    "'none': nobody)",
     "max_rooms_per_client": "rooms one client may be in",
     "quiet_room_size": "members above which a room stops broadcasting joined/left of others",
     "history_on_join": "messages replayed to a client joining a room (with history on)",
