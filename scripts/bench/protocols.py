@@ -26,17 +26,20 @@ class ChatClient(Client):
         super().__init__(*a)
         self.plain = self.encode(make_text(self.w.text_size))
 
-    def encode(self, text: bytes) -> bytes:
-        payload = b'{"type":"say","room":"' + ROOM.encode() + b'","text":"' + text + b'"}'
+    @staticmethod
+    def frame(payload: bytes) -> bytes:
+        """One client message on this wire."""
         return U32.pack(len(payload)) + payload
+
+    def encode(self, text: bytes) -> bytes:
+        return self.frame(b'{"type":"say","room":"' + ROOM.encode() + b'","text":"' + text + b'"}')
 
     def on_connect(self) -> None:
         hello: dict[str, Any] = {"type": "hello", "name": self.name, "version": 1}
         if self.role == "idle":
             ch = self.channel()
             hello["rooms"] = [] if ch is None else [ROOM if ch == CHANNEL else ch.decode()]
-        payload = json.dumps(hello).encode()
-        self.write(U32.pack(len(payload)) + payload)
+        self.write(self.frame(json.dumps(hello).encode()))
 
     def count(self, end: int) -> int:
         buf = self.buf
@@ -54,21 +57,28 @@ class ChatClient(Client):
             elif t == 97:  # 'a'ck
                 acks += 1
             else:
-                self.other(t, i, end)
+                self.control(t, i + 4, unpack(buf, i)[0], end)
             i += 4 + unpack(buf, i)[0]
+        return self.counted(i, end, msgs, acks)
+
+    def counted(self, i: int, end: int, msgs: int, acks: int) -> int:
+        """After a count stopped at ``i``: add the tallies, keep a partial header at the front
+        of the buffer (returns its length) or note the payload bytes still to skip."""
         self.msgs += msgs
         if acks:
             self.acked(acks)
         if i < end:
             k = end - i
-            buf[:k] = buf[i:end]
+            self.buf[:k] = self.buf[i:end]
             self.skip = 0
             return k
         self.skip = i - end
         return 0
 
-    def other(self, t: int, i: int, end: int) -> None:
-        if not self.ready.done() and self.buf[i + 4 : i + 13] != b'{"type":"':
+    def control(self, t: int, start: int, n: int, end: int) -> None:
+        """A frame that is neither a message nor an ack: its payload is ``n`` bytes at
+        ``start`` (perhaps not all in the buffer, which ends at ``end``)."""
+        if not self.ready.done() and self.buf[start : start + 9] != b'{"type":"':
             # The cheap classification reads the type from a fixed offset: it needs "type"
             # first in every object (as the server encodes them).
             self.ready.set_exception(ConnectionError(
@@ -78,14 +88,12 @@ class ChatClient(Client):
             if not self.ready.done():
                 self.ready.set_result(None)
         elif t == 112:  # ping: answer, or keepalive drops us
-            payload = b'{"type":"pong"}'
-            self.write(U32.pack(len(payload)) + payload)
+            self.write(self.frame(b'{"type":"pong"}'))
         elif t in (101, 98):  # error, bye
-            (n,) = U32.unpack_from(self.buf, i)
             what = "bye" if t == 98 else "error"
-            if i + 4 + n <= end:
+            if start + n <= end:
                 with contextlib.suppress(ValueError):
-                    obj = json.loads(bytes(self.buf[i + 4 : i + 4 + n]))
+                    obj = json.loads(bytes(self.buf[start : start + n]))
                     what = f"{obj.get('type')} {obj.get('code') or obj.get('reason')}"
             self.w.errors[f"{self.role}: {what}"] += 1
             if not self.ready.done():
@@ -100,8 +108,8 @@ class WsChatClient(ChatClient):
     pre_mode = True
     web = True  # connects to the web listener's port
 
-    def encode(self, text: bytes) -> bytes:
-        payload = b'{"type":"say","room":"' + ROOM.encode() + b'","text":"' + text + b'"}'
+    @staticmethod
+    def frame(payload: bytes) -> bytes:
         return ws_frame(payload)
 
     def on_connect(self) -> None:
@@ -118,7 +126,7 @@ class WsChatClient(ChatClient):
             self.ready.set_exception(ConnectionError(head.split(b"\r\n", 1)[0].decode()))
             return b""
         hello = json.dumps({"type": "hello", "name": self.name, "version": 1}).encode()
-        self.write(ws_frame(hello))
+        self.write(self.frame(hello))
         return rest
 
     def count(self, end: int) -> int:
@@ -150,35 +158,10 @@ class WsChatClient(ChatClient):
                 msgs += 1
             elif t == 97:  # 'a'ck
                 acks += 1
-            elif buf[i] == 0x81:
-                self.other_ws(t, i + h, n, end)
+            elif buf[i] == 0x81:  # a text frame (not a close)
+                self.control(t, i + h, n, end)
             i += h + n
-        self.msgs += msgs
-        if acks:
-            self.acked(acks)
-        if i < end:
-            k = end - i
-            buf[:k] = buf[i:end]
-            self.skip = 0
-            return k
-        self.skip = i - end
-        return 0
-
-    def other_ws(self, t: int, start: int, n: int, end: int) -> None:
-        if t == 119:  # welcome
-            if not self.ready.done():
-                self.ready.set_result(None)
-        elif t == 112:  # ping
-            self.write(ws_frame(b'{"type":"pong"}'))
-        elif t in (101, 98):  # error, bye
-            what = "bye" if t == 98 else "error"
-            if start + n <= end:
-                with contextlib.suppress(ValueError):
-                    obj = json.loads(bytes(self.buf[start : start + n]))
-                    what = f"{obj.get('type')} {obj.get('code') or obj.get('reason')}"
-            self.w.errors[f"{self.role} (ws): {what}"] += 1
-            if not self.ready.done():
-                self.ready.set_exception(ConnectionError(f"refused: {what}"))
+        return self.counted(i, end, msgs, acks)
 
 
 def ws_frame(payload: bytes) -> bytes:
