@@ -10,6 +10,7 @@ import asyncio
 import os
 import re
 import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from asyncchat import ChatServer
+from asyncchat import ChatServer, connect
 from asyncchat.config import HistoryConfig, Listener, ServerConfig
 from asyncchat.limits import Limits
 
@@ -146,6 +147,65 @@ async def test_browser_and_tcp_users_chat_both_ways(server: ChatServer, context:
     )
     await expect(page.locator("#member-list li")).to_have_text(["tess", "wendy"], timeout=MS)
     await tcp.close()
+
+
+async def test_the_printed_address_of_serve_gives_a_chat_with_terminal_users(
+    context: Any,
+) -> None:
+    """What the README promises: `asyncchat serve` prints the chat page's address; a browser
+    opening it chats with a user of `asyncchat join`, both ways."""
+    from .test_cli import join_args, running
+
+    with running(["serve", "--port", "0", "--web-port", "0", "--db", ":memory:"]) as serve:
+        url = (await asyncio.to_thread(serve.err.wait_for, r"chat page at (http://\S+/) ")).group(1)
+        found = await asyncio.to_thread(serve.err.wait_for, r"INFO listening on 127\.0\.0\.1:(\d+)")
+        port = int(found.group(1))
+        page = await context.new_page()
+        await page.goto(url)
+        await page.fill("#login-name", "browser")
+        await page.click("#login-form button[type=submit]")
+        await expect(page.locator("#status")).to_have_text("online as browser", timeout=MS)
+        with running(join_args(port, "terminal"), stdin=subprocess.PIPE) as join:
+            await asyncio.to_thread(join.out.wait_for, r"you joined #lobby")
+            join.write("hello from the terminal\n")
+            await expect(lines(page).filter(has_text="hello from the terminal")).to_have_count(
+                1, timeout=MS
+            )
+            await type_and_send(page, "hello from the browser")
+            await asyncio.to_thread(join.out.wait_for, r"<browser> hello from the browser")
+
+
+async def test_a_taken_name_asks_again_and_the_password_goes_in_hello(
+    server: ChatServer, context: Any
+) -> None:
+    """The name prompt says why a name is refused and lets the user pick another; a password
+    typed in the login form is sent in hello (for registered names), and kept nowhere else."""
+    holder = await connect(*server.address, name="taken")  # answers pings: keeps its name
+    page = await context.new_page()
+    await page.add_init_script(
+        "window.__sent = []; const send = WebSocket.prototype.send;"
+        " WebSocket.prototype.send = function (d) { window.__sent.push(d); send.call(this, d); };"
+    )
+    assert server.web_url is not None
+    await page.goto(server.web_url)
+    await page.fill("#login-name", "taken")
+    await page.fill("#login-password", "s3cret")
+    await page.click("#login-form button[type=submit]")
+    await expect(page.locator("#login-error")).to_contain_text("taken", timeout=MS)
+    await expect(page.locator("#login")).to_be_visible()
+    await page.fill("#login-name", "free")
+    await page.click("#login-form button[type=submit]")
+    await expect(page.locator("#status")).to_have_text("online as free", timeout=MS)
+    hellos = await page.evaluate(
+        "() => window.__sent.map(JSON.parse).filter((m) => m.type === 'hello')"
+    )
+    assert [(h["name"], h.get("password")) for h in hellos] == [
+        ("taken", "s3cret"),
+        ("free", "s3cret"),
+    ]
+    stored = await page.evaluate("() => JSON.stringify(Object.assign({}, localStorage))")
+    assert "s3cret" not in stored
+    await holder.close()
 
 
 async def test_a_pending_message_is_acked_with_its_seq(server: ChatServer, context: Any) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 import urllib.request
@@ -115,6 +116,21 @@ async def test_an_oversized_message_closes_with_1009_and_the_room_sees_left() ->
         assert (await tcp.recv_match(type="left"))["name"] == "big"
 
 
+async def test_a_full_server_refuses_a_websocket_with_the_reason() -> None:
+    """At max_connections (TCP and WebSocket counted together) a new WebSocket gets
+    error too_many_connections and bye, then close code 1013 (try again later)."""
+    async with web_server(max_connections=1, per_ip_exempt=()) as server:
+        tcp = await tcp_client(server, "first")
+        async with connect(ws_url(server)) as ws:
+            frames = [json.loads(await asyncio.wait_for(ws.recv(), WAIT)) for _ in range(2)]
+            with pytest.raises(ConnectionClosed) as info:
+                await asyncio.wait_for(ws.recv(), WAIT)
+        assert [f["type"] for f in frames] == ["error", "bye"]
+        assert frames[0]["code"] == "too_many_connections"
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1013
+        await tcp.close()
+
+
 async def test_a_foreign_origin_is_refused_and_allowed_ones_are_not() -> None:
     """/ws answers 403 to a page of another origin; its own origin, a listed one and a
     client that sends no Origin (a bot) get the WebSocket."""
@@ -146,6 +162,8 @@ async def test_a_websocket_reader_that_never_reads_is_evicted() -> None:
         left = await watcher.recv_match(type="left", name="sloth", timeout=4 * WAIT)
         assert left["reason"] == "slow_consumer"
         assert "sloth" not in server.members
+        metrics = _samples((await http_get(server, "/metrics"))[2].decode())
+        assert metrics[("asyncchat_evictions_total", (("reason", "slow_consumer"),))] == 1
         web = await ws_open(server, "after")
         sender.send({"type": "say", "room": "lobby", "text": "still fine?"})
         assert (await web.recv_match(type="message", text="still fine?"))["from"] == "sender"

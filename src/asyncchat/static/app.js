@@ -286,6 +286,7 @@ function connect() {
     const resume = {};
     for (const r of state.rooms.values()) if (!r.dm && r.joined && r.lastSeq > 0) resume[r.name] = r.lastSeq;
     const hello = { type: "hello", name: state.name, version: 1, rooms: state.wanted, id: "hello" };
+    if (state.password) hello.password = state.password; // a registered name (kept in memory only)
     if (Object.keys(resume).length) {
       hello.resume = resume;
       state.resuming = { rooms: new Set(Object.keys(resume).map(key)), after: {}, missed: 0 };
@@ -515,7 +516,7 @@ function error(f) {
     return;
   }
   if (f.ref === "hello") {
-    // The name is refused (taken, invalid): ask again.
+    // The name or its password is refused (taken, invalid, registered): ask again.
     state.stopped = `not connected: ${f.message}`;
     login(f.message);
     return;
@@ -656,6 +657,7 @@ function start() {
     const rooms = $("login-rooms").value.split(/[\s,]+/).filter(Boolean);
     state.wanted = rooms.length ? rooms : [LOBBY];
     state.name = name;
+    state.password = $("login-password").value;
     state.stopped = null;
     state.loginPending = false;
     $("login-error").textContent = "";

@@ -16,6 +16,7 @@ the ``hello``; keepalive is the protocol's own ``ping``/``pong`` (websockets' pi
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 import ssl
@@ -57,6 +58,13 @@ _TYPES = {
     ".svg": "image/svg+xml",
     ".png": "image/png",
 }
+#: Close codes of a peer that simply left (closed the tab, navigated away).
+_NORMAL_CLOSE = frozenset(
+    {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
+)
+#: websockets' own log (each HTTP response, each connection opened and closed): shown only when
+#: the server logs at DEBUG.
+_ws_log = logging.getLogger("asyncchat.websockets")
 #: Serves ``/metrics``: (content type, body).
 Metrics = Callable[[], tuple[str, bytes]]
 #: Why the server is not ready (``/readyz`` answers 503 with it), or None.
@@ -145,8 +153,9 @@ def message_reader(ws: ServerConnection) -> ReadFrame:
                 raise ProtocolError(
                     ErrorCode.FRAME_TOO_LARGE, f"a message is at most {max_frame} bytes"
                 ) from None
-            code = exc.rcvd.code if exc.rcvd is not None else "none"
-            raise ConnectionResetError(f"WebSocket closed (code {code})") from None
+            if exc.rcvd is not None and exc.rcvd.code in _NORMAL_CLOSE:
+                raise asyncio.IncompleteReadError(b"", None) from None  # as a TCP FIN
+            raise ConnectionResetError("the WebSocket closed abnormally") from None
 
     return read
 
@@ -182,6 +191,8 @@ class WebListener(ListenerBase):
         """Bind and start accepting. Raises ``OSError`` if the address cannot be bound; its
         ``filename`` is ``host:port``."""
         limits = self.hub.limits
+        if not log.isEnabledFor(logging.DEBUG):
+            _ws_log.setLevel(logging.WARNING)
         try:
             self.server = await serve(
                 self._serve_ws,
@@ -195,7 +206,7 @@ class WebListener(ListenerBase):
                 close_timeout=limits.write_timeout,
                 max_size=min(limits.max_frame, PRE_HANDSHAKE_MAX_FRAME),
                 ssl=self.tls,
-                logger=logging.getLogger("asyncchat.web"),
+                logger=_ws_log,
             )
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror or str(exc), f"{self.host}:{self.port}") from exc
