@@ -809,9 +809,9 @@ def test_operator_console() -> None:
             op.send("/rooms\r")
             op.wait_screen(r"^#lobby \(1\): carol$")
             op.send("/help\r")
-            op.wait_screen(r"^  /kick NAME +disconnect NAME$")
+            op.wait_screen(r"^  /kick NAME \[REASON\] +disconnect NAME$")
             op.send("/kick nobody\r")
-            op.wait_screen(r"^nobody is called nobody$")
+            op.wait_screen(r"^no_such_user: nobody is called 'nobody'$")
 
             op.send("/kick carol\r")
             frames = carol.until_closed()

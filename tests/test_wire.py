@@ -17,6 +17,8 @@ from asyncchat.events import (
     Ack,
     Away,
     AwayRequest,
+    BanInfo,
+    BanList,
     Bye,
     DirectMessage,
     Error,
@@ -132,6 +134,40 @@ CASES: list[tuple[str, Callable[[], bytes], Event]] = [
         WhoReply(room="lobby", names=("alice", "bob"), away={"bob": "at lunch"}),
     ),
     ("rooms", lambda: wire.rooms([]), RoomList(rooms=())),
+    ("bans", lambda: wire.bans([]), BanList(bans=())),
+    (
+        "bans",
+        lambda: wire.bans(
+            [
+                {
+                    "id": 1,
+                    "kind": "ip",
+                    "value": "10.0.0.0/8",
+                    "reason": "spam",
+                    "by": "op",
+                    "created": 5.0,
+                    "until": 65.0,
+                },
+                {
+                    "id": 2,
+                    "kind": "name",
+                    "value": "mallory",
+                    "reason": "",
+                    "by": "*server",
+                    "created": 6.0,
+                    "until": None,
+                },
+            ],
+            ref="b",
+        ),
+        BanList(
+            bans=(
+                BanInfo(1, "ip", "10.0.0.0/8", "spam", "op", 5.0, 65.0),
+                BanInfo(2, "name", "mallory", "", "*server", 6.0),
+            ),
+            ref="b",
+        ),
+    ),
     (
         "rooms",
         lambda: wire.rooms([("dev", 1), ("lobby", 2)], "r"),

@@ -7,6 +7,7 @@
     │                                      origins
     ├── limits      Limits                 every resource bound (asyncchat.limits)
     ├── history     HistoryConfig          enabled, db, max, days, durability
+    ├── auth        AuthConfig             db, registration, guests, server_password, ...
     └── motd, log_level, loop
 
 :func:`load_config` builds it from four layers, each overriding the one before: the defaults,
@@ -51,11 +52,14 @@ __all__ = [
     "DEFAULT_PORTS",
     "DURABILITIES",
     "ENV_PREFIX",
+    "GUESTS",
     "LISTENER_KINDS",
     "LOG_LEVELS",
     "LOOPS",
     "OTHER_VARIABLES",
+    "REGISTRATIONS",
     "SETTINGS",
+    "AuthConfig",
     "HistoryConfig",
     "Listener",
     "ServerConfig",
@@ -177,6 +181,45 @@ class HistoryConfig:
         _one_of("durability", self.durability, DURABILITIES)
 
 
+#: ``registration``: ``closed`` (accounts are made with ``asyncchat accounts``) or ``open``
+#: (``register`` requests too).
+REGISTRATIONS = ("closed", "open")
+#: ``guests``: whether connections without an account are admitted (to unregistered names).
+GUESTS = ("allow", "deny")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthConfig:
+    """Accounts, guests and the server password (see docs/security.md).
+
+    ``db`` is the SQLite file of accounts and bans (None: the history file, ``--db``, whether
+    history is on or not); ``registration`` one of :data:`REGISTRATIONS`, ``guests`` one of
+    :data:`GUESTS`; ``server_password`` what guests must give (None: nothing);
+    ``allow_plaintext_auth`` lets a password come over plain TCP from another machine. Raises
+    ``ConfigError``.
+    """
+
+    db: str | None = None
+    registration: str = "closed"
+    guests: str = "allow"
+    server_password: str | None = None
+    allow_plaintext_auth: bool = False
+
+    def __post_init__(self) -> None:
+        if self.db is not None and (not isinstance(self.db, str) or not self.db):
+            raise ConfigError(f"db must be a file name or ':memory:', not {self.db!r}")
+        _one_of("registration", self.registration, REGISTRATIONS)
+        _one_of("guests", self.guests, GUESTS)
+        if self.server_password is not None and (
+            not isinstance(self.server_password, str) or not self.server_password
+        ):
+            raise ConfigError("server_password must be a non-empty string")
+        if not isinstance(self.allow_plaintext_auth, bool):
+            raise ConfigError(
+                f"allow_plaintext_auth must be true or false, not {self.allow_plaintext_auth!r}"
+            )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     """Everything ``asyncchat serve`` needs; the defaults are those of ``asyncchat serve``.
@@ -186,6 +229,7 @@ class ServerConfig:
     listeners: tuple[Listener, ...] = (Listener(), Listener(kind="web"))
     limits: Limits = field(default_factory=Limits)
     history: HistoryConfig = HistoryConfig()
+    auth: AuthConfig = AuthConfig()
     motd: str | None = None
     log_level: str = "info"
     loop: str = "auto"
@@ -214,6 +258,8 @@ class ServerConfig:
             raise ConfigError(f"limits must be a Limits, not {self.limits!r}")
         if not isinstance(self.history, HistoryConfig):
             raise ConfigError(f"history must be a HistoryConfig, not {self.history!r}")
+        if not isinstance(self.auth, AuthConfig):
+            raise ConfigError(f"auth must be an AuthConfig, not {self.auth!r}")
         if self.motd is not None:
             if not isinstance(self.motd, str):
                 raise ConfigError(f"motd must be a string, not {self.motd!r}")
@@ -223,6 +269,11 @@ class ServerConfig:
                 raise ConfigError(f"motd must be valid Unicode text, not {self.motd!r}") from None
         _one_of("log_level", self.log_level, LOG_LEVELS)
         _one_of("loop", self.loop, LOOPS)
+
+    def accounts_path(self) -> str:
+        """The file of accounts and bans: ``auth.db``, else the history file (``history.db``
+        or the default), whether history is on or off."""
+        return self.auth.db or self.history.db or default_db_path()
 
     def db_path(self) -> str | None:
         """The history file the server uses: ``None`` when history is off."""
@@ -239,6 +290,7 @@ class ServerConfig:
             "listeners": [dataclasses.asdict(x) for x in self.listeners],
             "limits": dataclasses.asdict(self.limits),
             "history": dataclasses.asdict(self.history),
+            "auth": dataclasses.asdict(self.auth),
         }
 
 
@@ -274,6 +326,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "web": Listener,
     "history": HistoryConfig,
     "limits": Limits,
+    "auth": AuthConfig,
 }
 
 
@@ -302,6 +355,11 @@ def _settings() -> dict[str, Setting]:
         ("history_max", "history", "max"),
         ("history_days", "history", "days"),
         ("durability", "history", "durability"),
+        ("accounts_db", "auth", "db"),
+        ("registration", "auth", "registration"),
+        ("guests", "auth", "guests"),
+        ("server_password", "auth", "server_password"),
+        ("allow_plaintext_auth", "auth", "allow_plaintext_auth"),
         *((f.name, "limits", f.name) for f in dataclasses.fields(Limits)),
     ]
     types = {s: {f.name: str(f.type) for f in dataclasses.fields(c)} for s, c in _SECTIONS.items()}
@@ -444,6 +502,7 @@ def _apply(
             listeners=tuple(listeners),
             limits=dataclasses.replace(cfg.limits, **changes["limits"]),
             history=dataclasses.replace(cfg.history, **changes["history"]),
+            auth=dataclasses.replace(cfg.auth, **changes["auth"]),
             **changes[""],
         )
     except ConfigError as exc:  # only what involves several values: two listeners on one port
@@ -491,7 +550,7 @@ def from_dict(data: Mapping[str, Any]) -> ServerConfig:
     """A configuration from the file's tables (as ``tomllib`` gives them); settings the tables
     leave out keep their defaults. Raises ``ConfigError`` naming the dotted key."""
     top = {"motd": "str | None", "log_level": "str", "loop": "str"}
-    _refuse_unknown(data, [*top, "listeners", "limits", "history"], "")
+    _refuse_unknown(data, [*top, "listeners", "limits", "history", "auth"], "")
     values: dict[str, Any] = {}
     for key, type_ in top.items():
         if key in data:
@@ -510,6 +569,8 @@ def from_dict(data: Mapping[str, Any]) -> ServerConfig:
         values["limits"] = _table(Limits, data["limits"], "limits.")
     if "history" in data:
         values["history"] = _table(HistoryConfig, data["history"], "history.")
+    if "auth" in data:
+        values["auth"] = _table(AuthConfig, data["auth"], "auth.")
     return ServerConfig(**values)
 
 

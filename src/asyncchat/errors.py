@@ -58,6 +58,13 @@ class ErrorCode(StrEnum):
     SLOW_CONSUMER = "slow_consumer"
     HISTORY_UNAVAILABLE = "history_unavailable"
     TOO_MANY_ROOMS = "too_many_rooms"
+    # Accounts, operators and bans (docs/security.md).
+    AUTH_REQUIRED = "auth_required"
+    AUTH_FAILED = "auth_failed"
+    NAME_RESERVED = "name_reserved"
+    FORBIDDEN = "forbidden"
+    BANNED = "banned"
+    TLS_REQUIRED = "tls_required"
 
     @property
     def closes(self) -> bool:
@@ -74,6 +81,7 @@ _CLOSING = frozenset(
         ErrorCode.TOO_MANY_CONNECTIONS,
         ErrorCode.TIMEOUT,
         ErrorCode.SLOW_CONSUMER,
+        ErrorCode.BANNED,
     }
 )
 

@@ -23,8 +23,13 @@ __all__ = [
     "MAX_ID",
     "PROTOCOL_VERSION",
     "Ack",
+    "Announce",
     "Away",
     "AwayRequest",
+    "BanInfo",
+    "BanList",
+    "BanRequest",
+    "BansRequest",
     "Bye",
     "ClientEvent",
     "DirectMessage",
@@ -35,13 +40,16 @@ __all__ = [
     "HistoryRequest",
     "Join",
     "Joined",
+    "Kick",
     "Leave",
     "Left",
     "Message",
+    "Mute",
     "Nick",
     "Ping",
     "Pong",
     "Quit",
+    "Register",
     "Renamed",
     "RoomInfo",
     "RoomList",
@@ -52,6 +60,7 @@ __all__ = [
     "ServerEvent",
     "Topic",
     "TopicRequest",
+    "Unban",
     "Welcome",
     "WhoReply",
     "WhoRequest",
@@ -148,10 +157,16 @@ def _rooms(v: Any) -> tuple[RoomInfo, ...]:
     return tuple(out)
 
 
-def _m(kind: Callable[[Any], Any], default: Any = MISSING, *, wire: str | None = None) -> Any:
+def _m(
+    kind: Callable[[Any], Any],
+    default: Any = MISSING,
+    *,
+    wire: str | None = None,
+    secret: bool = False,
+) -> Any:
     """A wire member: its checker, its default (none: required) and its JSON name if not the
-    attribute's."""
-    return field(default=default, metadata={"kind": kind, "wire": wire})
+    attribute's; a ``secret`` (a password, a token) is left out of the event's repr."""
+    return field(default=default, repr=not secret, metadata={"kind": kind, "wire": wire})
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +248,11 @@ class Hello(Event):
     rooms: tuple[str, ...] | None = _m(_names, None)
     resume: dict[str, int] | None = _m(_seqmap, None)
     id: Ref | None = _m(_ref, None)
+    #: Credentials (docs/security.md): the account's password or one of its tokens, and the
+    #: server's password on a private server.
+    password: str | None = _m(_str, None, secret=True)
+    token: str | None = _m(_str, None, secret=True)
+    server_password: str | None = _m(_str, None, secret=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -350,6 +370,78 @@ class SearchRequest(Event):
     room: str = _m(_str)
     words: str = _m(_str)
     limit: int | None = _m(_seq, None)
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Register(Event):
+    """Register the name in use as an account with ``password`` (where registration is open)."""
+
+    TYPE: ClassVar[str] = "register"
+    password: str = _m(_str, secret=True)
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Kick(Event):
+    """Operators: disconnect the user called ``name``."""
+
+    TYPE: ClassVar[str] = "kick"
+    name: str = _m(_str)
+    reason: str | None = _m(_str, None)
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BanRequest(Event):
+    """Operators: ban an ``account``, a ``name`` or an ``ip`` (address or CIDR network), for
+    ``duration`` seconds (none: until unbanned)."""
+
+    TYPE: ClassVar[str] = "ban"
+    account: str | None = _m(_str, None)
+    name: str | None = _m(_str, None)
+    ip: str | None = _m(_str, None)
+    duration: float | None = _m(_num, None)
+    reason: str | None = _m(_str, None)
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unban(Event):
+    """Operators: lift the ban numbered ``ban``."""
+
+    TYPE: ClassVar[str] = "unban"
+    ban: int = _m(_seq)
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BansRequest(Event):
+    """Operators: the bans in force."""
+
+    TYPE: ClassVar[str] = "bans"
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Announce(Event):
+    """Operators: post ``text`` to ``room`` as the server."""
+
+    TYPE: ClassVar[str] = "announce"
+    room: str = _m(_str)
+    text: str = _m(_str)
+    id: Ref | None = _m(_ref, None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mute(Event):
+    """Operators: keep ``name`` from talking in ``room`` for ``duration`` seconds (none: until
+    the server restarts; 0: unmute)."""
+
+    TYPE: ClassVar[str] = "mute"
+    room: str = _m(_str)
+    name: str = _m(_str)
+    duration: float | None = _m(_num, None)
     id: Ref | None = _m(_ref, None)
 
 
@@ -495,6 +587,55 @@ class Away(Event):
     ref: Ref | None = _m(_ref, None)
 
 
+@dataclass(frozen=True, slots=True)
+class BanInfo:
+    """One entry of ``bans.bans``: ``kind`` is ``account``, ``name`` or ``ip``; ``until`` is
+    Unix seconds (None: until unbanned)."""
+
+    id: int
+    kind: str
+    value: str
+    reason: str
+    by: str
+    created: float
+    until: float | None = None
+
+
+def _bans(v: Any) -> tuple[BanInfo, ...]:
+    bad = _Bad("a list of {id, kind, value, reason, by, created, until} objects")
+    if type(v) is not list:
+        raise bad
+    out = []
+    for b in v:
+        if type(b) is not dict:
+            raise bad
+        try:
+            until = b.get("until")
+            out.append(
+                BanInfo(
+                    id=_seq(b["id"]),
+                    kind=_str(b["kind"]),
+                    value=_str(b["value"]),
+                    reason=_str(b["reason"]),
+                    by=_str(b["by"]),
+                    created=_num(b["created"]),
+                    until=None if until is None else _num(until),
+                )
+            )
+        except (KeyError, _Bad):
+            raise bad from None
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BanList(Event):
+    """The answer to ``bans``."""
+
+    TYPE: ClassVar[str] = "bans"
+    bans: tuple[BanInfo, ...] = _m(_bans)
+    ref: Ref | None = _m(_ref, None)
+
+
 ClientEvent = (
     Hello
     | Say
@@ -511,6 +652,13 @@ ClientEvent = (
     | TopicRequest
     | AwayRequest
     | SearchRequest
+    | Register
+    | Kick
+    | BanRequest
+    | Unban
+    | BansRequest
+    | Announce
+    | Mute
 )
 ServerEvent = (
     Welcome
@@ -529,6 +677,7 @@ ServerEvent = (
     | Bye
     | Topic
     | Away
+    | BanList
 )
 
 _CLIENT: dict[str, type[Event]] = {
@@ -549,6 +698,13 @@ _CLIENT: dict[str, type[Event]] = {
         TopicRequest,
         AwayRequest,
         SearchRequest,
+        Register,
+        Kick,
+        BanRequest,
+        Unban,
+        BansRequest,
+        Announce,
+        Mute,
     )
 }
 _SERVER: dict[str, type[Event]] = {
@@ -570,6 +726,7 @@ _SERVER: dict[str, type[Event]] = {
         Bye,
         Topic,
         Away,
+        BanList,
     )
 }
 

@@ -54,6 +54,8 @@ class Hub:
         self.clock = clock
         self.members: dict[str, Member] = {}
         self.rooms: dict[str, Room] = {LOBBY: Room(LOBBY)}
+        #: (room key, name key) -> Unix seconds the mute ends (None: while the server runs).
+        self.muted: dict[tuple[str, str], float | None] = {}
         fanout = Batcher(self._evict_slow)
         self.fanout = fanout
         # Bound once: these are called for every frame.
@@ -272,6 +274,8 @@ class Hub:
         idempotency window is not posted again: it gets the original ``ack``. Raises
         ``not_in_room`` or ``history_unavailable``. The text must be valid already."""
         room = m.rooms.get(room_name) or self._my_room(m, room_name, ref)
+        if self.muted:
+            self._refuse_if_muted(m, room, ref)
         if self._fallible:
             self._refuse_if_failed(ref)
         ckey = None if ref is None else f"{m.key}\x1f{room.key}\x1f{ref!r}"
@@ -286,6 +290,25 @@ class Hub:
         if seq > room.seq:
             room.seq = seq
         return seq
+
+    def mute(self, room: Room, key: str, until: float | None) -> None:
+        """Keep the user with name key ``key`` from talking in ``room`` until ``until`` (Unix
+        seconds; None: while the server runs); ``until`` in the past unmutes."""
+        if until is not None and until <= self.clock():
+            self.muted.pop((room.key, key), None)
+        else:
+            self.muted[(room.key, key)] = until
+
+    def _refuse_if_muted(self, m: Member, room: Room, ref: Ref | None) -> None:
+        """Raise ``forbidden`` if ``m`` is muted in ``room`` (forgetting a mute that ended)."""
+        mute = (room.key, m.key)
+        if mute not in self.muted:
+            return
+        until = self.muted[mute]
+        if until is not None and until <= self.clock():
+            del self.muted[mute]
+            return
+        raise ProtocolError(ErrorCode.FORBIDDEN, f"you are muted in {room.name}", ref=ref)
 
     def deliver(self, record: Record, token: Pending, fresh: bool) -> None:
         """The broker hands back a published message, in seq order: fan it out if ``fresh``,

@@ -8,6 +8,9 @@
     HistoryStore  where room messages are kept (SQLite by default)
     Broker        assigns each room message its seq, stores it, dedupes re-sends, and hands
                   it back to the hub for fan-out and ack (in process today; Redis for a cluster)
+    AccountStore  accounts (name, password hash, operator flag) and their bot tokens
+    BanStore      bans by account, name or IP network, kept across restarts
+    Operations    the asynchronous requests a session hands on (register, the operators')
 
 Nothing here does I/O or imports a backend: the core (hub, session, replay) is written against
 these names only, and the adapters (transports, backends) implement them.
@@ -19,13 +22,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from .events import Ref
+from .events import ClientEvent, Ref
 
 __all__ = [
+    "Account",
+    "AccountStore",
+    "Ban",
+    "BanStore",
     "Broker",
     "Codec",
     "Deliver",
     "HistoryStore",
+    "Operations",
     "Page",
     "Record",
     "Ref",
@@ -263,4 +271,84 @@ class Broker(Protocol[T]):
 
     def close(self) -> None:
         """Stop; what is queued is stored if it can be."""
+        ...
+
+
+# --------------------------------------------------------------------------- accounts and bans
+
+
+class Account(NamedTuple):
+    """A registered account. ``key`` is ``validation.user_key(name)``: a registered name is
+    unique under it. ``secret`` is the stored password hash, parameters included (see
+    ``asyncchat.auth``); "" for an account that logs in with tokens only."""
+
+    key: str
+    name: str
+    secret: str
+    operator: bool
+    created: float
+
+
+class Ban(NamedTuple):
+    """A ban: ``kind`` is ``account``, ``name`` (both by name key) or ``ip`` (an address or a
+    CIDR network, as ``value``); ``until`` is Unix seconds, None for a ban without end."""
+
+    id: int
+    kind: str
+    value: str
+    reason: str
+    by: str
+    created: float
+    until: float | None
+
+
+class AccountStore(Protocol):
+    """Where accounts and their tokens are kept (SQLite by default; Redis for a cluster).
+    Methods raise ``StoreError`` when the store cannot be used."""
+
+    async def account(self, key: str) -> Account | None:
+        """The account whose name has the key ``key``, if any."""
+        ...
+
+    def registered(self, key: str) -> bool:
+        """Whether a name with the key ``key`` is registered (fast: asked on every ``nick``)."""
+        ...
+
+    async def add_account(self, account: Account) -> bool:
+        """Create ``account``; False if its key is taken."""
+        ...
+
+    async def token(self, token_id: str) -> tuple[str, str] | None:
+        """The (account key, secret hash) of the token ``token_id``, if it exists."""
+        ...
+
+
+class BanStore(Protocol):
+    """Where bans are kept across restarts. Methods raise ``StoreError``."""
+
+    async def add_ban(self, ban: Ban) -> int:
+        """Store ``ban`` (its ``id`` is ignored); returns the id it got."""
+        ...
+
+    async def remove_ban(self, ban_id: int) -> bool:
+        """Lift ban ``ban_id``; False if there is no such ban."""
+        ...
+
+    async def bans(self) -> list[Ban]:
+        """Every stored ban, expired ones included (the caller skips those)."""
+        ...
+
+
+class Operations(Protocol):
+    """The requests a session cannot answer at once (they wait on a store or a password
+    hash): ``register`` and the operators' requests; and who may take which name. The answer
+    (``ack``, ``bans`` or ``error``) comes to the member later, through the hub."""
+
+    def submit(self, member: Any, event: ClientEvent) -> None:
+        """Carry out ``event`` for ``member`` (as the account its connection logged in to)."""
+        ...
+
+    def name_refusal(self, member: Any, key: str) -> str | None:
+        """Why ``member`` may not take a name with the key ``key`` (registered to another
+        account), or None if it may."""
         ...

@@ -21,12 +21,15 @@ __all__ = [
     "DEFAULT_AWAY_RATE",
     "DEFAULT_BURST",
     "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_HASH_WORKERS",
     "DEFAULT_HISTORY_ON_JOIN",
     "DEFAULT_HISTORY_PAGE_MAX",
     "DEFAULT_IDEMPOTENCY_WINDOW",
     "DEFAULT_JOIN_BURST",
     "DEFAULT_JOIN_RATE",
     "DEFAULT_LIST_PAGE_MAX",
+    "DEFAULT_LOGIN_FAILURES",
+    "DEFAULT_LOGIN_LOCKOUT",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_FRAME",
     "DEFAULT_MAX_OUTBOX",
@@ -115,6 +118,17 @@ DEFAULT_IDEMPOTENCY_WINDOW = 600.0
 DEFAULT_SHUTDOWN_GRACE = 5.0
 #: Consecutive refused (``rate_limited``) messages after which a flooding client is disconnected.
 DEFAULT_MAX_RATE_VIOLATIONS = 20
+#: Failed logins in a row, per IP address and per account, after which that address or
+#: account is locked for ``login_lockout`` seconds (before that, each failure doubles the wait
+#: before the next attempt, from 0.5 s). Ergo locks after 3 failures a minute, fail2ban's
+#: default is 5.
+DEFAULT_LOGIN_FAILURES = 5
+#: Seconds an IP address or account stays locked after ``login_failures`` failures (fail2ban's
+#: default ban: 10 minutes; shorter, since a locked account also locks its owner out).
+DEFAULT_LOGIN_LOCKOUT = 300.0
+#: Threads that hash passwords (scrypt, ~50 ms and 16 MiB each): logins use at most this much
+#: CPU and memory however many come at once, and the event loop never hashes.
+DEFAULT_HASH_WORKERS = 2
 
 _LOOPBACK = ("127.0.0.0/8", "::1/128")
 #: Limits for which 0 is meaningful (no replay on join).
@@ -158,6 +172,9 @@ class Limits:
     history_page_max: int = DEFAULT_HISTORY_PAGE_MAX
     idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    login_failures: int = DEFAULT_LOGIN_FAILURES
+    login_lockout: float = DEFAULT_LOGIN_LOCKOUT
+    hash_workers: int = DEFAULT_HASH_WORKERS
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

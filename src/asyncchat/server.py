@@ -14,10 +14,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import tls, wire
+from .auth import Authenticator
 from .backends import LocalBroker, SQLiteStore
+from .backends.accounts import SQLiteAccounts
 from .codecs.classic import ClassicCodec
 from .codecs.line import LineCodec
-from .errors import ConfigError
+from .errors import ConfigError, StoreError
 from .fanout import Member
 from .hub import Hub, Pending
 from .interfaces import Broker, HistoryStore
@@ -25,10 +27,11 @@ from .limits import Limits
 from .metrics import ChatCollector, exposition
 from .stats import LAG_BUCKETS, Histogram
 from .transports import Admission, TcpListener, WebListener
+from .transports.moderation import Moderation
 from .transports.tcp import CodecFactory
 
 if TYPE_CHECKING:
-    from .config import ServerConfig
+    from .config import AuthConfig, ServerConfig
 
 __all__ = ["ChatServer", "run_server"]
 
@@ -52,7 +55,9 @@ class ChatServer:
     ``":memory:"``) or a ``store`` is given; ``history_max`` (messages per room) and
     ``history_days`` bound what is kept, ``durability`` is ``"process"`` (an acknowledged
     message survives a crash of the server) or ``"power"`` (of the machine too); ``tls_cert``
-    and ``tls_key`` (PEM files, both or neither) serve TLS 1.2+ only. Raises
+    and ``tls_key`` (PEM files, both or neither) serve TLS 1.2+ only; ``auth`` (an
+    :class:`~asyncchat.config.AuthConfig`) turns accounts on, kept in ``auth.db`` or else the
+    history file ``db`` (see docs/security.md). Raises
     :class:`~asyncchat.errors.ConfigError` for an unknown or invalid option or an unusable
     database, and ``OSError`` from :meth:`start` when an address cannot be bound.
     """
@@ -72,10 +77,11 @@ class ChatServer:
         store: HistoryStore[Pending] | None = None,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        auth: AuthConfig | None = None,
         **limit_kwargs: Any,
     ) -> None:
         if config is not None:
-            options = (motd, limits, db, history_max, history_days, tls_cert, tls_key)
+            options = (motd, limits, db, history_max, history_days, tls_cert, tls_key, auth)
             given = limit_kwargs or any(o is not None for o in options)
             if given or (host, port, durability) != ("127.0.0.1", 1234, "process"):
                 raise ConfigError("pass either config= or options, not both")
@@ -88,11 +94,14 @@ class ChatServer:
                 (x.kind, x.host, x.port or 0, x.origins, x.tls_cert, x.tls_key)
                 for x in config.listeners
             ]
+            auth = config.auth
+            accounts_db: str | None = config.accounts_path()
         else:
             if limits is not None and limit_kwargs:
                 raise ConfigError("pass either limits= or limit keyword arguments, not both")
             limits = limits or Limits.from_kwargs(**limit_kwargs)
             specs = [("tcp", host, port, (), tls_cert, tls_key)]
+            accounts_db = None if auth is None else auth.db or db
         self.limits = limits
         self.motd = motd
         if store is None and db is not None:
@@ -104,7 +113,28 @@ class ChatServer:
             store, idempotency_window=limits.idempotency_window
         )
         self.hub = Hub(limits, self.broker)
-        self.admission = Admission(self.hub)
+        #: The accounts and bans (None: no accounts, everyone a guest, bans in memory only).
+        self.accounts = None if accounts_db is None else SQLiteAccounts(accounts_db)
+        authenticator = None
+        if self.accounts is not None and auth is not None:
+            authenticator = Authenticator(
+                self.accounts,
+                limits,
+                guests=auth.guests == "allow",
+                server_password=auth.server_password,
+                allow_plaintext_auth=auth.allow_plaintext_auth,
+                registration=auth.registration,
+            )
+        self.auth = authenticator
+        self.admission = Admission(self.hub, auth=authenticator)
+        #: Operators' requests and the bans in force (the console's way in too).
+        self.moderation = Moderation(
+            self.hub,
+            lambda: list(self.admission.connections),
+            auth=authenticator,
+            store=self.accounts,
+        )
+        self.admission.moderation = self.moderation
         if any((c is None) != (k is None) for *_, c, k in specs):
             raise ConfigError("tls_cert and tls_key go together: give both or neither")
         #: How late the watchdog's timer fires: the event loop's lag (for /metrics).
@@ -157,6 +187,10 @@ class ChatServer:
         loop = asyncio.get_running_loop()
         self.hub.set_scheduler(loop.call_soon)
         try:
+            try:
+                await self.moderation.start()  # the bans, before anyone is accepted
+            except StoreError as exc:
+                raise ConfigError(f"cannot read the bans: {exc}") from None
             for listener in self.listeners:
                 await listener.start()
             # No await from here on until served: nobody is served without the store.
@@ -165,6 +199,7 @@ class ChatServer:
             for listener in self.listeners:
                 listener.close()
             self.broker.close()
+            self._close_access()
             raise
         self.hub.start()
         soft = self.admission.fit_to_descriptors()
@@ -262,8 +297,10 @@ class ChatServer:
                     await self._watchdog
             for listener in self.listeners:
                 await listener.wait_closed()
+            await self.moderation.close()
         finally:
             self.broker.close()  # commits what is queued: stored, though no longer acked
+            self._close_access()
             self._closed.set()
         log.info("server closed")
 
@@ -294,6 +331,12 @@ class ChatServer:
             lag.observe(max(0.0, now - due))
             for conn in list(self.admission.connections):
                 conn.tick(now)
+
+    def _close_access(self) -> None:
+        if self.auth is not None:
+            self.auth.close()
+        if self.accounts is not None:
+            self.accounts.close()
 
     def reload_tls(self) -> int:
         """Read every TLS listener's certificate and key files again (certificates that renew):

@@ -21,26 +21,33 @@ from .errors import ErrorCode, ProtocolError
 from .events import (
     MAX_ID,
     PROTOCOL_VERSION,
+    Announce,
     AwayRequest,
+    BanRequest,
+    BansRequest,
     Hello,
     HistoryRequest,
     Join,
+    Kick,
     Leave,
+    Mute,
     Nick,
     Ping,
     Pong,
     Quit,
+    Register,
     RoomsRequest,
     SearchRequest,
     SendDm,
     TopicRequest,
+    Unban,
     WhoRequest,
     parse_client,
 )
 from .framing import loads, safe_ref
 from .hub import LOBBY, Hub, Member
-from .interfaces import Sink
-from .validation import check_room, check_text, name_key
+from .interfaces import Operations, Sink
+from .validation import check_room, check_text, name_key, user_key
 
 __all__ = ["SERVER_VERSION", "Session", "TokenBucket"]
 
@@ -87,8 +94,11 @@ class Session:
         peer: str = "?",
         motd: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        ops: Operations | None = None,
     ) -> None:
         self.hub = hub
+        #: Where ``register`` and the operators' requests go (None: refused as forbidden).
+        self.ops = ops
         self.sink = sink
         self.peer = peer
         self.motd = motd
@@ -156,7 +166,16 @@ class Session:
                 self.hub.leave(m, room, ref)
             case Nick(name=name, id=ref):
                 self._rate(ref, "nick")
+                if self.ops is not None and (why := self.ops.name_refusal(m, user_key(name))):
+                    raise ProtocolError(ErrorCode.NAME_RESERVED, f"{name!r}: {why}", ref=ref)
                 self._with_ref(ref, self.hub.rename, m, name, ref)
+            case Register() | Kick() | BanRequest() | Unban() | BansRequest() | Announce() | Mute():
+                self._rate(event.id)
+                if self.ops is None:
+                    raise ProtocolError(
+                        ErrorCode.FORBIDDEN, f"{event.TYPE!r} is not offered here", ref=event.id
+                    )
+                self.ops.submit(m, event)
             case WhoRequest(room=room, after=after, limit=limit, id=ref):
                 page_max = self.hub.limits.list_page_max
                 n = page_max if limit is None else min(limit, page_max)

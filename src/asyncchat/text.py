@@ -17,17 +17,23 @@ from .errors import UsageError
 from .events import (
     Away,
     AwayRequest,
+    BanInfo,
+    BanRequest,
+    BansRequest,
     Bye,
     ClientEvent,
     DirectMessage,
     Error,
     Join,
     Joined,
+    Kick,
     Leave,
     Left,
     Message,
+    Mute,
     Nick,
     Quit,
+    Register,
     Renamed,
     RoomInfo,
     RoomsRequest,
@@ -36,12 +42,14 @@ from .events import (
     ServerEvent,
     Topic,
     TopicRequest,
+    Unban,
     Welcome,
     WhoRequest,
 )
 
 __all__ = [
     "HELP",
+    "OPERATOR_HELP_LINES",
     "UNAVAILABLE",
     "Command",
     "action_line",
@@ -49,14 +57,26 @@ __all__ = [
     "clock",
     "dm_sent_line",
     "escape",
+    "format_bans",
     "format_event",
+    "operator_request",
     "parse_command",
     "rooms_line",
     "talking_line",
     "who_line",
 ]
 
-HELP = """\
+#: The operators' commands, the same in the terminal client and the server's console.
+OPERATOR_HELP_LINES = """\
+  /kick NAME [REASON]                      disconnect NAME
+  /ban account|name|ip WHO [TIME] [REASON] ban (ip: an address or CIDR network; TIME: 30s,
+                                           10m, 2h, 7d or seconds; none: until unbanned)
+  /unban ID                                lift a ban (its ID from /bans)
+  /bans                                    the bans in force
+  /mute ROOM NAME [TIME]                   keep NAME quiet in ROOM (TIME 0: unmute)"""
+
+HELP = (
+    """\
 commands:
   TEXT               say TEXT in the current room (//TEXT sends a line that starts with /)
   /join ROOM         join ROOM (creating it) and make it the current room
@@ -69,7 +89,13 @@ commands:
   /topic [TEXT]      the current room's topic; with TEXT, set it
   /away [MESSAGE]    mark yourself away with MESSAGE; without one, back
   /quit [REASON]     leave the chat
+  /register PASSWORD register your name as an account (where registration is open)
+operators only:
+"""
+    + OPERATOR_HELP_LINES
+    + """
   /help              this list"""
+)
 
 
 def escape(text: str, *, newlines: bool = False) -> str:
@@ -200,6 +226,10 @@ def parse_command(line: str, room: str) -> Command:
             return Quit(reason=rest or None)
         case "help":
             return "help"
+        case "register":
+            return Register(password=_one(rest, "/register PASSWORD"))
+        case "kick" | "ban" | "unban" | "bans" | "mute":
+            return operator_request(cmd, rest)
         case word if word in UNAVAILABLE:
             raise UsageError(f"/{word} is not available on this server")
     raise UsageError(f"unknown command /{escape(cmd)}; /help lists the commands")
@@ -234,3 +264,72 @@ def action_line(me: str, text: str) -> str:
 def talking_line(room: str) -> str:
     """The current room changed without a ``/join`` (the current one was left)."""
     return f"-- you are now talking in #{escape(room)}"
+
+
+# --------------------------------------------------------------------------- operators
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_USAGE = {
+    "kick": "/kick NAME [REASON]",
+    "ban": "/ban account|name|ip WHO [TIME] [REASON]",
+    "unban": "/unban ID",
+    "bans": "/bans",
+    "mute": "/mute ROOM NAME [TIME]",
+}
+
+
+def _duration(word: str) -> float | None:
+    """``30``, ``30s``, ``10m``, ``2h`` or ``7d`` in seconds; None if ``word`` is none."""
+    unit = _UNITS.get(word[-1:].lower(), 0)
+    number = word[:-1] if unit else word
+    try:
+        value = float(number)
+    except ValueError:
+        return None
+    return value * (unit or 1) if value >= 0 else None
+
+
+def operator_request(cmd: str, rest: str) -> ClientEvent | None:
+    """The request of the operator command ``/cmd rest`` (see :data:`OPERATOR_HELP_LINES`),
+    or None if ``cmd`` is none. Raises :class:`~asyncchat.errors.UsageError` with the usage
+    line when ``rest`` does not fit."""
+    cmd = cmd.lower()
+    if cmd not in _USAGE:
+        return None
+    words = rest.split()
+    usage = UsageError(f"usage: {_USAGE[cmd]}")
+    match cmd, words:
+        case "kick", [name, *why]:
+            return Kick(name=name, reason=" ".join(why) or None)
+        case "ban", [("account" | "name" | "ip") as kind, who, *more]:
+            duration = _duration(more[0]) if more else None
+            if duration is not None:
+                more = more[1:]
+            return BanRequest(
+                **{kind: who}, duration=duration or None, reason=" ".join(more) or None
+            )
+        case "unban", [number] if number.isdigit():
+            return Unban(ban=int(number))
+        case "bans", []:
+            return BansRequest()
+        case "mute", [room, name]:
+            return Mute(room=room, name=name)
+        case "mute", [room, name, time_] if (duration := _duration(time_)) is not None:
+            return Mute(room=room, name=name, duration=duration)
+    raise usage
+
+
+def format_bans(bans: list[BanInfo] | tuple[BanInfo, ...]) -> list[str]:
+    """One line per ban, peer strings escaped."""
+    if not bans:
+        return ["no bans"]
+    lines = []
+    for b in bans:
+        until = (
+            "until unbanned"
+            if b.until is None
+            else "until " + time.strftime("%Y-%m-%d %H:%M", time.localtime(b.until))
+        )
+        why = f": {escape(b.reason)}" if b.reason else ""
+        lines.append(f"#{b.id} {b.kind} {escape(b.value)} by {escape(b.by)}, {until}{why}")
+    return lines

@@ -23,16 +23,22 @@ from .errors import ConnectionClosed, ServerError, UsageError
 from .events import (
     Ack,
     AwayRequest,
+    BanRequest,
+    BansRequest,
     Bye,
     Error,
     Join,
+    Kick,
     Leave,
+    Mute,
     Nick,
     Quit,
+    Register,
     RoomsRequest,
     Say,
     SendDm,
     TopicRequest,
+    Unban,
     WhoReply,
     WhoRequest,
 )
@@ -42,6 +48,7 @@ from .text import (
     back_line,
     dm_sent_line,
     escape,
+    format_bans,
     format_event,
     parse_command,
     rooms_line,
@@ -139,6 +146,12 @@ class Terminal:
                 await client.topic(room, text)  # the reply is shown as it arrives
             case AwayRequest(message=message):
                 await client.away(message)  # likewise
+            case BansRequest():
+                for ban_line in format_bans(await client.bans()):
+                    self.out(f"-- {ban_line}")
+            case Register() | Kick() | BanRequest() | Unban() | Mute() as request:
+                await client.request({k: v for k, v in request.to_wire().items() if k != "id"})
+                self.out(f"-- {request.TYPE}: done")
             case Quit(reason=reason):
                 self.quit_reason = reason or ""
                 return False

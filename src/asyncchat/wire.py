@@ -22,6 +22,7 @@ from .framing import HEADER
 __all__ = [
     "ack",
     "away",
+    "bans",
     "bye",
     "dm",
     "error",
@@ -182,6 +183,16 @@ def rooms(
     }
     if more:
         obj["more"] = True
+    if ref is not None:
+        obj["ref"] = ref
+    return _frame(obj)
+
+
+def bans(entries: Sequence[Mapping[str, Any]], ref: Ref | None = None) -> bytes:
+    """``bans``: the bans in force, each ``{id, kind, value, reason, by, created, until?}``
+    (``until`` left out of a ban without end)."""
+    out = [{k: v for k, v in b.items() if v is not None or k != "until"} for b in entries]
+    obj: dict[str, Any] = {"type": "bans", "bans": out}
     if ref is not None:
         obj["ref"] = ref
     return _frame(obj)

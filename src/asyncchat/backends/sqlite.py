@@ -90,6 +90,33 @@ MIGRATIONS: tuple[str, ...] = (
     END;
     INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
     """,
+    # 3: accounts, their bot tokens and bans (backends/accounts.py, docs/security.md).
+    """
+    CREATE TABLE accounts (
+        key TEXT PRIMARY KEY,           -- validation.user_key(name): one account per key
+        name TEXT NOT NULL,
+        secret TEXT NOT NULL,           -- the password hash with its parameters ('' if none)
+        operator INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,            -- the public part of the token
+        account TEXT NOT NULL,          -- accounts.key
+        secret TEXT NOT NULL,           -- SHA-256 of the secret part
+        label TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX tokens_account ON tokens (account);
+    CREATE TABLE bans (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,             -- account, name or ip
+        value TEXT NOT NULL,            -- a name (matched by user key), or an IP network
+        reason TEXT NOT NULL,
+        by TEXT NOT NULL,
+        created REAL NOT NULL,
+        until REAL                      -- Unix seconds; NULL: until unbanned
+    );
+    """,
 )
 #: Upserts a room: a new one takes the next number (see the FTS5 index's rowid).
 _UPSERT_ROOM = (

@@ -1,4 +1,4 @@
-"""The command line: ``asyncchat serve``, ``asyncchat history`` and ``asyncchat join``.
+"""The command line: ``asyncchat serve``, ``history``, ``join`` and ``accounts``.
 
 ::
 
@@ -7,6 +7,7 @@
     cli/serve      configuration layers -> ServerConfig -> ChatServer until a signal
     cli/console    the operator's console of serve in a terminal
     cli/history    the transcript export
+    cli/accounts   accounts and bot tokens
     cli/join       the terminal client
 
 The CLI, and only the CLI, chooses the event loop: uvloop where it imports, ``--loop asyncio``
@@ -25,6 +26,7 @@ from typing import Any
 
 from ..config import env_warnings, to_toml
 from ..errors import ChatError, ConfigError
+from .accounts import accounts
 from .console import operator_command
 from .history import export
 from .join import join
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(lambda: serve(cfg), cfg.loop)
         if args.command == "history":
             return export(args)
+        if args.command == "accounts":
+            return accounts(args)
         _setup_logging("warning")
         return _run(lambda: join(args), args.loop)
     except ConfigError as exc:

@@ -7,24 +7,29 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..errors import ConfigError, ProtocolError
+from ..errors import ConfigError, ProtocolError, StoreError, UsageError
+from ..events import BanInfo
 from ..server import ChatServer
-from ..text import escape
+from ..text import OPERATOR_HELP_LINES, escape, format_bans, operator_request
+from ..transports.moderation import CONSOLE
 
 __all__ = ["OPERATOR_HELP", "operator_command", "reload_tls", "run_console"]
 
 log = logging.getLogger("asyncchat")
 
-OPERATOR_HELP = """\
+OPERATOR_HELP = (
+    """\
 operator commands:
   TEXT            announce TEXT to #lobby as *server
   /say ROOM TEXT  announce TEXT to ROOM
   /who [ROOM]     who is in ROOM (default: lobby)
   /rooms          every room and its members
-  /kick NAME      disconnect NAME
   /reload-tls     read the TLS certificate and key files again (as SIGHUP does)
   /quit           shut the server down
-  /help           this list"""
+  /help           this list
+"""
+    + OPERATOR_HELP_LINES
+)
 
 
 async def run_console(server: ChatServer, stop: asyncio.Event) -> None:
@@ -65,11 +70,8 @@ async def operator_command(server: ChatServer, line: str, stop: asyncio.Event) -
             case "rooms":
                 for room, names in server.rooms.items():
                     print(f"#{escape(room)} ({len(names)}): {', '.join(escape(n) for n in names)}")
-            case "kick":
-                if not rest:
-                    print("usage: /kick NAME")
-                elif not server.kick(rest):
-                    print(f"nobody is called {escape(rest)}")
+            case "kick" | "ban" | "unban" | "bans" | "mute":
+                await _moderate(server, cmd, rest)
             case "reload-tls":
                 reload_tls(server)
             case "quit":
@@ -90,3 +92,23 @@ def reload_tls(server: ChatServer) -> None:
             log.warning("no listener serves TLS: nothing to reload")
     except ConfigError as exc:
         log.error("%s (the old certificate stays in use)", exc)
+
+
+async def _moderate(server: ChatServer, cmd: str, rest: str) -> None:
+    """An operator command, through the same code path as the operators' requests."""
+    try:
+        event = operator_request(cmd, rest)
+    except UsageError as exc:
+        print(exc)
+        return
+    assert event is not None
+    try:
+        bans = await server.moderation.handle(event, by=CONSOLE, operator=True)
+    except StoreError as exc:
+        print(f"the store failed: {exc}")
+        return
+    if bans is not None:
+        for line in format_bans([BanInfo(**b) for b in bans]):
+            print(line)
+    else:
+        print("done")

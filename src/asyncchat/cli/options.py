@@ -15,9 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from .. import __version__
-from ..config import DURABILITIES, LOG_LEVELS, LOOPS, Listener, ServerConfig
+from ..config import DURABILITIES, GUESTS, LOG_LEVELS, LOOPS, REGISTRATIONS, Listener, ServerConfig
 from ..limits import Limits
 from ..tui import DEFAULT_GIVE_UP
+from .accounts import add_parser as add_accounts_parser
 
 __all__ = ["DEFAULT_DB_HELP", "build_parser", "port", "positive", "when"]
 
@@ -58,6 +59,9 @@ _LIMIT_HELP = {
     "history_page_max": "messages in one page of history at the most",
     "idempotency_window": "seconds during which a re-sent say id is not posted twice",
     "shutdown_grace": "seconds a shutdown waits for clients to take their bye",
+    "login_failures": "failed logins in a row (per IP, per account) before a lock",
+    "login_lockout": "seconds an IP or account stays locked after --login-failures",
+    "hash_workers": "threads that hash passwords (bounds the CPU a login storm takes)",
 }
 
 
@@ -113,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve(sub)
     _history(sub)
     _join(sub)
+    add_accounts_parser(sub)
     return parser
 
 
@@ -217,6 +222,7 @@ def _serve(sub: _Subparsers[argparse.ArgumentParser]) -> None:
             help=f"{_LIMIT_HELP[f.name]} (default: {f.default})",
         )
 
+    _auth_flags(serve)
     group = serve.add_argument_group("history (see docs/delivery.md)")
     group.add_argument(
         "--db",
@@ -247,6 +253,39 @@ def _serve(sub: _Subparsers[argparse.ArgumentParser]) -> None:
         choices=DURABILITIES,
         help="an acknowledged message survives a crash of the server "
         "(process, the default) or of the machine too (power: fsync)",
+    )
+
+
+def _auth_flags(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group("accounts and access (see docs/security.md)")
+    group.add_argument(
+        "--accounts-db",
+        metavar="PATH",
+        help="SQLite file of accounts and bans (default: the history file, --db, even with "
+        "--no-history)",
+    )
+    group.add_argument(
+        "--registration",
+        choices=REGISTRATIONS,
+        help="closed (the default): accounts are made with 'asyncchat accounts'; open: users "
+        "register their name in-band",
+    )
+    group.add_argument(
+        "--guests",
+        choices=GUESTS,
+        help="allow (the default): connections without an account may use unregistered names; "
+        "deny: accounts only",
+    )
+    group.add_argument(
+        "--server-password",
+        metavar="SECRET",
+        help="what guests must give in hello (prefer ASYNCCHAT_SERVER_PASSWORD: flags show in ps)",
+    )
+    group.add_argument(
+        "--allow-plaintext-auth",
+        action="store_const",
+        const=True,
+        help="accept passwords over plain TCP from other machines (default: TLS or loopback only)",
     )
 
 
@@ -308,6 +347,12 @@ def _join(sub: _Subparsers[argparse.ArgumentParser]) -> None:
         "--insecure",
         action="store_true",
         help="with --tls: do not verify the certificate or host name (testing only)",
+    )
+    join.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="log in with the bot token in FILE (else $ASYNCCHAT_PASSWORD, else a prompt when "
+        "the name is registered)",
     )
     join.add_argument("--name", required=True, help="your name (1-32 characters, no spaces)")
     join.add_argument(

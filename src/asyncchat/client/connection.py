@@ -54,9 +54,11 @@ class Connection:
         timeout: float,
         max_frame: int,
         ssl: _ssl.SSLContext | None = None,
+        credentials: dict[str, str] | None = None,
     ) -> tuple[Connection, Welcome]:
         """Connect (with TLS if ``ssl`` is given: the certificate checked as the context says)
-        and say hello; the connection and its ``welcome``. Raises ``ConnectionClosed`` (a
+        and say hello (with ``credentials``: ``password``, ``token``, ``server_password``); the
+        connection and its ``welcome``. Raises ``ConnectionClosed`` (a
         certificate that fails verification included), ``ServerError`` (refused),
         ``TimeoutError`` (no welcome within ``timeout``) or ``ProtocolError``."""
         try:
@@ -78,7 +80,7 @@ class Connection:
         conn = cls(reader, writer, max_frame)
         conn.resumed = dict(resume or {})
         try:
-            welcome = await conn._hello(name, rooms, resume, timeout)
+            welcome = await conn._hello(name, rooms, resume, timeout, credentials)
         except asyncio.IncompleteReadError:
             writer.close()
             raise ConnectionClosed(
@@ -101,8 +103,10 @@ class Connection:
         rooms: Sequence[str] | None,
         resume: dict[str, int] | None,
         timeout: float,
+        credentials: dict[str, str] | None = None,
     ) -> Welcome:
         hello: dict[str, Any] = {"type": "hello", "name": name, "version": PROTOCOL_VERSION}
+        hello.update(credentials or {})
         if rooms is not None:
             hello["rooms"] = list(rooms)
         if resume:

@@ -8,8 +8,8 @@ client-side events :class:`Reconnecting` and :class:`Reconnected`; it ends when 
 closed, and :attr:`Client.close_reason` then says why.
 
 Reconnecting (``reconnect=True``): when the connection is lost (EOF, reset, no answer to a ping,
-or a ``bye`` other than ``kicked``; never after :meth:`Client.close`), the client dials again
-after a delay drawn uniformly from 0 to ``backoff_initial * 2**(attempt-1)`` (capped at
+or a ``bye`` other than ``kicked`` or ``banned``; never after :meth:`Client.close`), the client
+dials again after a delay drawn uniformly from 0 to ``backoff_initial * 2**(attempt-1)`` (capped at
 ``backoff_max``: exponential backoff with full jitter), yielding :class:`Reconnecting` before each
 attempt. Back in, it has said hello with its current name, its rooms and ``resume`` (the last
 seq it saw in each room), re-sent every request still unanswered with its original id (a
@@ -137,6 +137,9 @@ class Client(Requests):
         backoff_max: float = DEFAULT_BACKOFF_MAX,
         give_up: float | None = None,
         ssl: _ssl.SSLContext | bool | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        server_password: str | None = None,
     ) -> None:
         if not 0 < backoff_initial <= backoff_max:
             raise ConfigError("backoff_initial must be positive and at most backoff_max")
@@ -156,6 +159,16 @@ class Client(Requests):
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._give_up = give_up
+        #: The hello's credentials (sent again on each reconnect; never logged).
+        self._credentials = {
+            k: v
+            for k, v in (
+                ("password", password),
+                ("token", token),
+                ("server_password", server_password),
+            )
+            if v is not None
+        }
         self._ssl: _ssl.SSLContext | None = (
             _ssl.create_default_context() if ssl is True else ssl if ssl else None
         )
@@ -206,6 +219,7 @@ class Client(Requests):
             timeout=timeout,
             max_frame=self._max_frame,
             ssl=self._ssl,
+            credentials=self._credentials,
         )
         self.welcome = welcome
         self.name = welcome.name
@@ -229,7 +243,7 @@ class Client(Requests):
                 if not (
                     self._reconnect
                     and not self._shut
-                    and (conn.bye is None or conn.bye.reason != "kicked")
+                    and (conn.bye is None or conn.bye.reason not in ("kicked", "banned"))
                 ):
                     break
                 back = await self._redial(reason)

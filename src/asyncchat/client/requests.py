@@ -9,7 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..events import Ack, Away, Joined, Left, Renamed, RoomInfo, RoomList, Topic, WhoReply
+from ..events import (
+    Ack,
+    Away,
+    BanInfo,
+    BanList,
+    Joined,
+    Left,
+    Renamed,
+    RoomInfo,
+    RoomList,
+    Topic,
+    WhoReply,
+)
 from ..tracking import HistoryPage
 
 __all__ = ["Requests"]
@@ -127,4 +139,72 @@ class Requests:
                 obj[key] = value
         reply = await self.request(obj)
         assert isinstance(reply, HistoryPage)
+        return reply
+
+    # ------------------------------------------------------------------ accounts, operators
+
+    async def register(self, password: str) -> Ack:
+        """Register the name in use as an account with ``password`` (where registration is
+        open; over TLS or from loopback). Raises ``ServerError``: ``forbidden`` (closed),
+        ``name_reserved``, ``tls_required``, ``bad_request`` (a password under 8 characters)."""
+        reply: Ack = await self.request({"type": "register", "password": password})
+        return reply
+
+    async def kick(self, name: str, reason: str | None = None) -> Ack:
+        """Operators: disconnect user ``name``. Raises ``ServerError`` (``forbidden``,
+        ``no_such_user``)."""
+        obj: dict[str, Any] = {"type": "kick", "name": name}
+        if reason is not None:
+            obj["reason"] = reason
+        reply: Ack = await self.request(obj)
+        return reply
+
+    async def ban(
+        self,
+        *,
+        account: str | None = None,
+        name: str | None = None,
+        ip: str | None = None,
+        duration: float | None = None,
+        reason: str | None = None,
+    ) -> Ack:
+        """Operators: ban one ``account``, ``name`` or ``ip`` (address or CIDR network) for
+        ``duration`` seconds (None: until unbanned); matching users are disconnected at once.
+        Raises ``ServerError`` (``forbidden``, ``bad_request``, ``no_such_user``)."""
+        obj: dict[str, Any] = {"type": "ban"}
+        for key, value in (
+            ("account", account),
+            ("name", name),
+            ("ip", ip),
+            ("duration", duration),
+            ("reason", reason),
+        ):
+            if value is not None:
+                obj[key] = value
+        reply: Ack = await self.request(obj)
+        return reply
+
+    async def unban(self, ban: int) -> Ack:
+        """Operators: lift ban number ``ban`` (see :meth:`bans`)."""
+        reply: Ack = await self.request({"type": "unban", "ban": ban})
+        return reply
+
+    async def bans(self) -> list[BanInfo]:
+        """Operators: the bans in force."""
+        reply = await self.request({"type": "bans"})
+        assert isinstance(reply, BanList)
+        return list(reply.bans)
+
+    async def announce(self, room: str, text: str) -> Ack:
+        """Operators: post ``text`` to ``room`` as the server (``*server``)."""
+        reply: Ack = await self.request({"type": "announce", "room": room, "text": text})
+        return reply
+
+    async def mute(self, room: str, name: str, duration: float | None = None) -> Ack:
+        """Operators: keep ``name`` from talking in ``room`` for ``duration`` seconds (None:
+        while the server runs; 0: unmute)."""
+        obj: dict[str, Any] = {"type": "mute", "room": room, "name": name}
+        if duration is not None:
+            obj["duration"] = duration
+        reply: Ack = await self.request(obj)
         return reply

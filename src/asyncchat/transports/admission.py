@@ -1,9 +1,11 @@
 """Admission: who may connect, and the asynchronous steps between ``hello`` and ``welcome``.
 
-One place for every transport and listener. At accept, :meth:`Admission.refusal` applies
-``max_connections`` and ``max_per_ip`` across all listeners; after a valid ``hello``,
-:meth:`Admission.admit` runs what must happen before the name is given: today, reclaiming a name
-from a connection that died without a FIN (next: authentication, bans, cluster name claims).
+One place for every transport and listener. At accept, :meth:`Admission.refusal` applies IP
+bans, ``max_connections`` and ``max_per_ip`` across all listeners; after a valid ``hello``,
+:meth:`Admission.admit` runs what must happen before the name is given: authentication (a
+registered name only for its account, guests, the server password: see ``asyncchat.auth``),
+account and name bans, and reclaiming a name from a connection that died without a FIN (next:
+cluster name claims).
 """
 
 from __future__ import annotations
@@ -15,13 +17,22 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..errors import ErrorCode
+from ..auth import Authenticator
+from ..errors import ErrorCode, ProtocolError
 from ..events import Hello
 from ..hub import Hub
 from ..validation import user_key
 from .connection import Connection, ReadFrame
+from .moderation import Moderation
 
-__all__ = ["FD_RESERVE", "RECLAIM_QUIET", "RECLAIM_TIMEOUT", "Admission", "raise_fd_limit"]
+__all__ = [
+    "FD_RESERVE",
+    "RECLAIM_QUIET",
+    "RECLAIM_TIMEOUT",
+    "Admission",
+    "Refusal",
+    "raise_fd_limit",
+]
 
 log = logging.getLogger("asyncchat.server")
 
@@ -36,11 +47,31 @@ RECLAIM_TIMEOUT = 2.0
 FD_RESERVE = 64
 
 
-class Admission:
-    """The connections of one server, across its listeners, and the checks on joining it."""
+class Refusal(str):
+    """Why a connection is refused at accept (a ``str``), with the wire ``code`` to send."""
 
-    def __init__(self, hub: Hub) -> None:
+    code: ErrorCode = ErrorCode.TOO_MANY_CONNECTIONS
+
+    def __new__(cls, text: str, code: ErrorCode = ErrorCode.TOO_MANY_CONNECTIONS) -> Refusal:
+        self = super().__new__(cls, text)
+        self.code = code
+        return self
+
+
+class Admission:
+    """The connections of one server, across its listeners, and the checks on joining it.
+    Without ``auth``, everyone is a guest; without ``moderation``, nobody is banned."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        auth: Authenticator | None = None,
+        moderation: Moderation | None = None,
+    ) -> None:
         self.hub = hub
+        self.auth = auth
+        self.moderation = moderation
         self.limits = hub.limits
         #: Every open connection and the task serving it.
         self.connections: dict[Connection, asyncio.Task[Any]] = {}
@@ -62,18 +93,22 @@ class Admission:
         self.capacity = max(1, soft - FD_RESERVE)
         return soft
 
-    def refusal(self, ip: str) -> str | None:
-        """Why a new connection from ``ip`` is refused, or None to accept it."""
+    def refusal(self, ip: str) -> Refusal | None:
+        """Why a new connection from ``ip`` is refused (its ``code`` to send: ``banned`` or
+        ``too_many_connections``), or None to accept it. Asked before a byte is read."""
         limits = self.limits
         why = None
         if self.closing:
-            why = "the server is shutting down"
+            why = Refusal("the server is shutting down")
+        elif self.moderation is not None and (ban := self.moderation.bans.matching(ip, None)):
+            reason = f": {ban.reason}" if ban.reason else ""
+            why = Refusal("this address is banned" + reason, ErrorCode.BANNED)
         elif len(self.connections) >= self.capacity:
-            why = f"the server is full ({self.capacity} connections)"
+            why = Refusal(f"the server is full ({self.capacity} connections)")
         elif self._per_ip[ip] >= limits.max_per_ip and not limits.exempt(ip):
-            why = f"too many connections from {ip} (max_per_ip={limits.max_per_ip})"
+            why = Refusal(f"too many connections from {ip} (max_per_ip={limits.max_per_ip})")
         if why is not None:
-            self.hub.refusals[ErrorCode.TOO_MANY_CONNECTIONS] += 1
+            self.hub.refusals[why.code] += 1
         return why
 
     def opened(self, conn: Connection, task: asyncio.Task[Any], ip: str) -> None:
@@ -114,13 +149,35 @@ class Admission:
         finally:
             self.closed(conn, ip)
 
-    async def admit(self, hello: Hello) -> None:
-        """What must pass before ``hello`` is welcomed. A name held by a connection that has
-        been silent for ``RECLAIM_QUIET`` seconds is reclaimed: the holder is pinged and, if
-        nothing comes back within ``RECLAIM_TIMEOUT``, evicted (its rooms see ``left``
-        ``timeout``). Works for a holder on any transport that carries pings, through its sink;
-        a text-door holder (no pings) keeps the name: the newcomer gets ``name_taken``."""
-        holder = self.hub.members.get(user_key(hello.name))
+    async def admit(self, hello: Hello, conn: Connection) -> None:
+        """What must pass before ``hello`` (on ``conn``) is welcomed; raises ``ProtocolError``.
+        First the credentials (see :meth:`asyncchat.auth.Authenticator.authenticate`), then
+        the bans on the account and the name (``banned``: the connection closes). Then a name
+        held by a connection that has been silent for ``RECLAIM_QUIET`` seconds is reclaimed:
+        the holder is pinged and, if nothing comes back within ``RECLAIM_TIMEOUT``, evicted
+        (its rooms see ``left`` ``timeout``). Works for a holder on any transport that carries
+        pings, through its sink; a text-door holder (no pings) keeps the name: the newcomer gets
+        ``name_taken``."""
+        key = user_key(hello.name)
+        account = None
+        if self.auth is not None:
+            account = await self.auth.authenticate(hello, conn.ip, conn.secure)
+        moderation = self.moderation
+        if moderation is not None:
+            ban = moderation.bans.matching(conn.ip, key)
+            if ban is None and account is not None:
+                ban = moderation.bans.matching(None, account.key)
+            if ban is not None:
+                log.info("refused %s from %s: banned (ban %d)", hello.name, conn.peer, ban.id)
+                why = "you are banned" + (f": {ban.reason}" if ban.reason else "")
+                raise ProtocolError(ErrorCode.BANNED, why, ref=hello.id)
+            if account is not None:
+                moderation.accounts[conn] = account
+            else:
+                moderation.accounts.pop(conn, None)
+        if conn.closed:
+            return
+        holder = self.hub.members.get(key)
         if holder is None:
             return
         sink = holder.sink

@@ -8,7 +8,6 @@ import ssl
 from typing import Any
 
 from .. import wire
-from ..errors import ErrorCode
 from ..hub import Hub
 from .admission import Admission
 
@@ -67,10 +66,11 @@ class ListenerBase:
 
     def refusal(self, ip: str, peer: str) -> bytes | None:
         """The native ``error`` and ``bye`` frames refusing a new connection from ``ip``
-        (``max_connections``, ``max_per_ip``, shutting down), or None to accept it."""
+        (an IP ban, ``max_connections``, ``max_per_ip``, shutting down), or None to accept
+        it."""
         why = self.admission.refusal(ip)
         if why is None:
             return None
         log.info("refused %s: %s", peer, why)
-        code = str(ErrorCode.TOO_MANY_CONNECTIONS)
+        code = str(why.code)
         return wire.error(code, why) + wire.bye(code)

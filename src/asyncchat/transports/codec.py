@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from typing import Any
 
 from ..errors import ErrorCode, ProtocolError
 from ..hub import Hub
@@ -49,8 +50,9 @@ class CodecConnection(Connection):
         admit: Admit,
         motd: str | None = None,
         kind: str = "tcp",
+        **options: Any,
     ) -> None:
-        super().__init__(transport, peer, hub=hub, admit=admit, motd=motd, kind=kind)
+        super().__init__(transport, peer, hub=hub, admit=admit, motd=motd, kind=kind, **options)
         self.codec = codec
         self.pings = codec.pings
 

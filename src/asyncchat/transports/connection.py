@@ -17,6 +17,7 @@ from .. import wire
 from ..errors import ErrorCode, ProtocolError
 from ..events import Hello
 from ..hub import Hub
+from ..interfaces import Operations
 from ..limits import Limits
 from ..session import Session
 
@@ -45,14 +46,15 @@ RELIEVE_POLL = 0.01
 #: (``frame_too_large``: the stream cannot go on), ``asyncio.IncompleteReadError`` or
 #: ``ConnectionError`` when the peer is gone.
 ReadFrame = Callable[[int], Awaitable[bytes]]
-#: ``await admit(hello)``: admission of a valid hello (see :class:`.admission.Admission`);
-#: raises ``ProtocolError`` to refuse it.
-Admit = Callable[[Hello], Awaitable[None]]
+#: ``await admit(hello, connection)``: admission of a valid hello (see
+#: :class:`.admission.Admission`); raises ``ProtocolError`` to refuse it.
+Admit = Callable[[Hello, "Connection"], Awaitable[None]]
 
 _LEFT_REASON = {
     ErrorCode.TIMEOUT: "timeout",
     ErrorCode.SLOW_CONSUMER: "slow_consumer",
     ErrorCode.RATE_LIMITED: "kicked",
+    ErrorCode.BANNED: "banned",
 }
 
 
@@ -68,10 +70,17 @@ class Connection:
         admit: Admit,
         motd: str | None = None,
         kind: str = "tcp",
+        ip: str | None = None,
+        secure: bool = False,
+        ops: Operations | None = None,
     ) -> None:
         #: The transport's name, for /metrics: "tcp", "ws"...
         self.kind = kind
         self.hub = hub
+        #: The peer's IP address (for bans and the login throttle), and whether the
+        #: connection is encrypted (TLS): passwords are only taken over one, or from loopback.
+        self.ip = ip if ip is not None else peer.rpartition(":")[0] or peer
+        self.secure = secure
         self.limits: Limits = hub.limits
         self.admit = admit
         self.transport = transport
@@ -80,7 +89,7 @@ class Connection:
         #: Bytes of replies one client's requests may queue before the server stops reading
         #: it until they are written: half of max_outbox, as for a replay.
         self.reply_budget = self.max_outbox // 2
-        self.session = Session(hub, self, peer=peer, motd=motd)
+        self.session = Session(hub, self, peer=peer, motd=motd, ops=ops)
         self.closed = False
         self.aborted = False
         self.why = "disconnect"
@@ -228,7 +237,7 @@ class Connection:
         try:
             hello = session.receive(payload)
             if hello is not None:
-                await self.admit(hello)
+                await self.admit(hello, self)
                 if not self.closed:
                     session.accept(hello)
         except ProtocolError as exc:

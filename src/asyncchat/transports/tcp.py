@@ -25,6 +25,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
+from typing import Any
 
 from ..framing import HEADER, check_length
 from ..hub import Hub
@@ -210,10 +211,17 @@ class TcpListener(ListenerBase):
         """Serve an admitted connection until it ends; this task is its owner."""
         admission = self.admission
         transport = writer.transport
+        options: dict[str, Any] = {
+            "ip": ip,
+            "secure": self.tls is not None,
+            "ops": admission.moderation,
+        }
         conn: Connection
         read: ReadFrame
         if self.codec is None:
-            conn = Connection(transport, peer, hub=self.hub, admit=admission.admit, motd=self.motd)
+            conn = Connection(
+                transport, peer, hub=self.hub, admit=admission.admit, motd=self.motd, **options
+            )
             read = frame_reader(reader)
         else:
             limits = self.hub.limits
@@ -230,6 +238,7 @@ class TcpListener(ListenerBase):
                 admit=admission.admit,
                 motd=self.motd,
                 kind=self.kind,
+                **options,
             )
             read = codec_reader(reader, conn)
             greeting = codec.greeting()

@@ -117,8 +117,20 @@ class WsConnection(Connection):
         admission: Admission,
         motd: str | None,
         render: Callable[[bytes], bytes],
+        ip: str | None = None,
+        secure: bool = False,
     ) -> None:
-        super().__init__(ws.transport, peer, hub=hub, admit=admission.admit, motd=motd, kind="ws")
+        super().__init__(
+            ws.transport,
+            peer,
+            hub=hub,
+            admit=admission.admit,
+            motd=motd,
+            kind="ws",
+            ip=ip,
+            secure=secure,
+            ops=admission.moderation,
+        )
         self.ws = ws
         self._render = render
 
@@ -267,10 +279,17 @@ class WebListener(ListenerBase):
         refusal = self.refusal(ip, peer)
         if refusal is not None:
             ws.transport.write(to_text_frames(refusal))
-            await ws.close(CloseCode.TRY_AGAIN_LATER, "too many connections")
+            await ws.close(CloseCode.TRY_AGAIN_LATER, "refused")
             return
         admission = self.admission
         conn = WsConnection(
-            ws, peer, hub=self.hub, admission=admission, motd=self.motd, render=self.render
+            ws,
+            peer,
+            hub=self.hub,
+            admission=admission,
+            motd=self.motd,
+            render=self.render,
+            ip=ip,
+            secure=self.tls is not None,
         )
         await admission.serve(conn, ip, message_reader(ws), ws.wait_closed)
