@@ -34,7 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from .errors import ErrorCode, ProtocolError, StoreError
-from .events import Hello
+from .events import Hello, Ref
 from .interfaces import Account, AccountStore
 from .limits import Limits
 from .validation import user_key
@@ -261,14 +261,7 @@ class Authenticator:
         if hello.password is not None:
             self.check_channel(ip, secure, ref)
         keys = (f"ip:{ip}", f"account:{key}")
-        wait = self.throttle.wait(*keys)
-        if wait > 0:
-            raise ProtocolError(
-                ErrorCode.AUTH_FAILED,
-                "too many failed logins: try again later",
-                ref=ref,
-                retry_after=round(wait, 3),
-            )
+        self._check_throttle(keys, ref)
         try:
             account = await self.store.account(key)
             if hello.token is not None:
@@ -293,6 +286,17 @@ class Authenticator:
             )
         self.throttle.succeeded(f"account:{key}")
         return account
+
+    def _check_throttle(self, keys: tuple[str, ...], ref: Ref | None) -> None:
+        """Raise ``auth_failed`` with ``retry_after`` while ``keys`` must wait."""
+        wait = self.throttle.wait(*keys)
+        if wait > 0:
+            raise ProtocolError(
+                ErrorCode.AUTH_FAILED,
+                "too many failed logins: try again later",
+                ref=ref,
+                retry_after=round(wait, 3),
+            )
 
     async def _token_ok(self, token: str, key: str) -> bool:
         token_id, _, secret = token.partition(".")
@@ -326,14 +330,7 @@ class Authenticator:
                 ErrorCode.AUTH_REQUIRED, "this server needs its password (server_password)", ref=ref
             )
         ip_key = f"ip:{ip}"
-        wait = self.throttle.wait(ip_key)
-        if wait > 0:
-            raise ProtocolError(
-                ErrorCode.AUTH_FAILED,
-                "too many failed logins: try again later",
-                ref=ref,
-                retry_after=round(wait, 3),
-            )
+        self._check_throttle((ip_key,), ref)
         if not _same(hello.server_password, self.server_password):
             delay = self.throttle.failed(ip_key)
             log.warning("wrong server password from %s", ip)

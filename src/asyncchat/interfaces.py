@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from .events import ClientEvent, Ref
+from .events import BanInfo, ClientEvent, Ref
 
 __all__ = [
     "Account",
@@ -289,17 +289,10 @@ class Account(NamedTuple):
     created: float
 
 
-class Ban(NamedTuple):
-    """A ban: ``kind`` is ``account``, ``name`` (both by name key) or ``ip`` (an address or a
-    CIDR network, as ``value``); ``until`` is Unix seconds, None for a ban without end."""
-
-    id: int
-    kind: str
-    value: str
-    reason: str
-    by: str
-    created: float
-    until: float | None
+#: A ban: ``kind`` is ``account``, ``name`` (both by name key) or ``ip`` (an address or a CIDR
+#: network, as ``value``); ``until`` is Unix seconds, None for a ban without end. The store's
+#: record is the wire's (``bans.bans``).
+Ban = BanInfo
 
 
 class AccountStore(Protocol):

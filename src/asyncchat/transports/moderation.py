@@ -16,6 +16,7 @@ name bans). A new ban evicts every matching connection at once (``left``/``bye``
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import time
@@ -93,7 +94,7 @@ class Bans:
         now = self.clock()
         for ban in [b for b in self._bans.values() if b.until is not None and b.until <= now]:
             self.remove(ban.id)
-        return sorted(self._bans.values())
+        return sorted(self._bans.values(), key=lambda b: b.id)
 
     def matching(self, ip: str | None, key: str | None) -> Ban | None:
         """A ban in force on the address ``ip`` or the name key ``key``, if any."""
@@ -223,7 +224,7 @@ class Moderation:
                     raise ProtocolError(ErrorCode.BAD_REQUEST, f"there is no ban {ban_id}")
                 log.info("%s lifted ban %d", by, ban_id)
             case BansRequest():
-                return [b._asdict() for b in self.bans.active()]
+                return [dataclasses.asdict(b) for b in self.bans.active()]
             case Announce(room=room, text=text):
                 check_text(text, self.hub.limits.max_text)
                 self.hub.announce(room, text)
@@ -283,11 +284,19 @@ class Moderation:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "ban.duration must be positive seconds")
         now = self.clock()
         until = None if event.duration is None else now + event.duration
-        ban = Ban(0, kind, value, _reason(event.reason), by, now, until)
+        ban = Ban(
+            id=0,
+            kind=kind,
+            value=value,
+            reason=_reason(event.reason),
+            by=by,
+            created=now,
+            until=until,
+        )
         if self.store is not None:
-            ban = ban._replace(id=await self.store.add_ban(ban))
+            ban = dataclasses.replace(ban, id=await self.store.add_ban(ban))
         else:
-            ban = ban._replace(id=self._next_id)
+            ban = dataclasses.replace(ban, id=self._next_id)
             self._next_id -= 1
         self.bans.add(ban)
         log.info("%s banned %s %s (ban %d): %s", by, kind, value, ban.id, ban.reason or "-")
