@@ -131,6 +131,19 @@ async def test_every_impersonation_route_is_refused(db: Path, start: Start) -> N
             assert err.value.code == "name_reserved"
 
 
+async def test_a_password_for_an_unregistered_name_is_a_guest(db: Path, start: Start) -> None:
+    """A password sent for a name nobody registered (a login form that always sends one) gets
+    in as a guest; a token for it is auth_failed."""
+    make_accounts(db, "alice")
+    async with start() as server:
+        host, port = server.address
+        async with connect(host, port, name="newbie", password="whatever1") as newbie:
+            assert newbie.name == "newbie"
+        with pytest.raises(ServerError) as err:
+            await connect(host, port, name="other", token="abc.def")
+        assert err.value.code == "auth_failed"
+
+
 async def test_old_clients_without_credentials_still_work_as_guests(db: Path, start: Start) -> None:
     """A hello with no credentials at all gets in as before where guests are allowed."""
     make_accounts(db, "alice")

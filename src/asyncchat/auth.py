@@ -250,7 +250,8 @@ class Authenticator:
             )
 
     async def authenticate(self, hello: Hello, ip: str, secure: bool) -> Account | None:
-        """The account ``hello`` logs in to (None: a guest). Raises ``ProtocolError``:
+        """The account ``hello`` logs in to (None: a guest; also a ``password`` for a name
+        that is not registered). Raises ``ProtocolError``:
         ``tls_required``, ``auth_failed`` (with ``retry_after`` while throttled),
         ``name_reserved`` (a guest asking for a registered name), ``auth_required``."""
         ref = hello.id
@@ -264,6 +265,11 @@ class Authenticator:
         self._check_throttle(keys, ref)
         try:
             account = await self.store.account(key)
+            if account is None and hello.token is None:
+                # A password for a name nobody registered (a login form that always sends
+                # one): the name is anyone's, so this is a guest, as without the password.
+                await self._guest(hello, key, ip)
+                return None
             if hello.token is not None:
                 ok = account is not None and await self._token_ok(hello.token, key)
             else:
