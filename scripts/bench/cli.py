@@ -98,6 +98,9 @@ def parser() -> argparse.ArgumentParser:
                    help="an older asyncchat source tree (a checkout or git worktree): the systems "
                    "asyncchat-base and asyncchat-nohist-base run their server from PATH/src "
                    "(PYTHONPATH), and the report adds an after / before table for fanout")
+    s.add_argument("--server-cpu", type=int, metavar="CPU",
+                   help="run the server process (all its threads) on this CPU alone, and the "
+                   "load generator on the others (as taskset -c CPU would)")
     s.add_argument("--server-arg", action="append", metavar="ARG",
                    help="extra argument for 'asyncchat serve' (repeatable; e.g. "
                    "--server-arg=--max-outbox --server-arg=1048576)")

@@ -204,6 +204,11 @@ def worker_entry(spec: dict[str, Any], conn: Any, sent_arr: Any, prog_arr: Any) 
     """A load-generator process (the target of multiprocessing)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     raise_nofile()
+    avoid = spec.get("avoid_cpu")
+    if avoid is not None:  # the server has that CPU to itself
+        others = os.sched_getaffinity(0) - {avoid}
+        if others:
+            os.sched_setaffinity(0, others)
     factory = None
     if spec["gen_loop"] == "uvloop":
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import functools
 import importlib.util
 import os
 import platform
@@ -112,11 +113,14 @@ except OSError:  # pragma: no cover
     _LIBC = None
 
 
-def _server_preexec() -> None:
-    """In the server's child: a high fd limit, and die with the benchmark (PR_SET_PDEATHSIG)."""
+def _server_preexec(cpu: int | None = None) -> None:
+    """In the server's child: a high fd limit, die with the benchmark (PR_SET_PDEATHSIG), and
+    with ``cpu``, run on that CPU alone (every thread: the child's affinity is inherited)."""
     raise_nofile()
     if _LIBC is not None:
         _LIBC.prctl(1, signal.SIGTERM)
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
 
 
 def free_port() -> int:
@@ -175,7 +179,9 @@ class Server:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log,
-                                         stderr=subprocess.STDOUT, preexec_fn=_server_preexec,
+                                         stderr=subprocess.STDOUT,
+                                         preexec_fn=functools.partial(_server_preexec,
+                                                                      args.server_cpu),
                                          start_new_session=True, env=env)
         except BaseException:
             if self.tmpdir is not None:

@@ -66,7 +66,7 @@ def _spec(args: argparse.Namespace, server: Server, system: str, role: str, mode
         "text_size": args.text_size,
         "gen_loop": args.gen_loop, "concurrency": args.concurrency,
         "timeout": args.setup_timeout, "total_senders": args.senders, "rate": args.rate,
-        "idle_room": args.idle_room,
+        "idle_room": args.idle_room, "avoid_cpu": args.server_cpu,
     }
     spec.update(extra)
     return spec
