@@ -449,10 +449,11 @@ def test_transcript_export_text_and_since(tmp_path: Path) -> None:
 
 
 class _GatedStore(SQLiteStore):
-    """A real SQLite store whose commits wait until the gate opens."""
+    """A real SQLite store whose commits wait until the gate opens (on the writer thread: the
+    gate must not block the event loop)."""
 
     def __init__(self, path: str) -> None:
-        super().__init__(path)
+        super().__init__(path, writer="thread")
         self.gate = threading.Event()
 
     def _commit(self, db: Any, records: Any) -> None:  # type: ignore[override]

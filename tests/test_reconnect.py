@@ -163,10 +163,11 @@ async def test_say_while_disconnected_is_posted_once_and_acked(place: Place) -> 
 
 
 class _GatedStore(SQLiteStore):
-    """A real SQLite store whose commits wait until the gate opens."""
+    """A real SQLite store whose commits wait until the gate opens (on the writer thread: the
+    gate must not block the event loop)."""
 
     def __init__(self, path: str) -> None:
-        super().__init__(path)
+        super().__init__(path, writer="thread")
         self.gate = threading.Event()
         self.gate.set()
 

@@ -1,12 +1,10 @@
 """The history store in SQLite (the default), behind :class:`~asyncchat.interfaces.HistoryStore`.
 
-Writes go through one writer thread that owns its own connection. :meth:`SQLiteStore.submit`
-appends a record to a list on the event loop's thread; while the writer is idle, the list is
-handed over once per loop iteration; while it commits, the next batch gathers (group commit with
-no timer: the busier the server, the bigger the batches). The thread reports each committed
-batch back with ``call_soon_threadsafe``, and only then is a room message fanned out and
-acknowledged, so an acknowledged message is in the database. There is one cross-thread wake-up
-per commit, never one per message: the GIL stays with the event loop.
+:meth:`SQLiteStore.submit` appends a record on the event loop's thread; the store's writer
+(:mod:`.sqlite_writer`: on the loop's thread by default, on a thread of its own with
+``durability="power"``) commits what gathered in one loop iteration as one group and reports it
+back, and only then is a room message fanned out and acknowledged, so an acknowledged message is
+in the database.
 
 Reads are small indexed range queries, one bounded page at a time, on a second connection used
 from the event loop's thread; in WAL mode they never wait on the writer.
@@ -21,27 +19,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
 from ..errors import ConfigError, StoreError
 from ..interfaces import Page, Record, RoomTopic
 from ..stats import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
+from .sqlite_writer import LoopWriter, ThreadWriter, Topic
 
 __all__ = ["SQLiteStore"]
 
 log = logging.getLogger("asyncchat.storage")
 
-#: Records committed in one transaction at the most: big enough to amortise a commit, small
-#: enough that the fan-out of one batch is not a burst that delays everything else.
-MAX_BATCH = 256
 #: Schema migrations, in order; the database's ``user_version`` is how many have run.
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -117,6 +112,17 @@ MIGRATIONS: tuple[str, ...] = (
         until REAL                      -- Unix seconds; NULL: until unbanned
     );
     """,
+    # 4: the search index without its per-document sizes (columnsize = 0): they serve only
+    # bm25 ranking, which search does not use (newest first), and maintaining them was about
+    # half of the index's cost per stored message.
+    """
+    DROP TABLE messages_fts;
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        text, content = 'messages_fts_content', content_rowid = 'id',
+        tokenize = 'unicode61 remove_diacritics 2', columnsize = 0
+    );
+    INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+    """,
 )
 #: Upserts a room: a new one takes the next number (see the FTS5 index's rowid).
 _UPSERT_ROOM = (
@@ -125,17 +131,6 @@ _UPSERT_ROOM = (
     "ON CONFLICT (room) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq), "
     "name = excluded.name"
 )
-
-
-_STOP = object()
-
-
-class _Topic(NamedTuple):
-    """A topic for the writer thread to store."""
-
-    room: str
-    name: str
-    topic: RoomTopic | None
 
 
 def fts_query(words: str) -> str:
@@ -158,21 +153,25 @@ class SQLiteStore:
         history_max: int | None = None,
         history_days: float | None = None,
         durability: str = "process",
+        writer: str | None = None,
     ) -> None:
         if durability not in ("process", "power"):
             raise ConfigError("durability is 'process' or 'power'")
+        if writer not in (None, "loop", "thread"):
+            raise ConfigError("writer is 'loop' or 'thread'")
+        #: Where commits run (see :mod:`.sqlite_writer`): a thread of their own when each
+        #: commit fsyncs (power durability, which must not block the loop) or when the process
+        #: has another CPU to run SQLite on (it releases the GIL while it works); on the loop's
+        #: thread when it has one CPU, where a second thread only adds hand-offs.
+        self.writer_kind = writer or (
+            "thread" if durability == "power" or len(os.sched_getaffinity(0)) > 1 else "loop"
+        )
         self.path = str(path)
         self.memory = self.path == ":memory:"
         self.history_max = history_max
         self.history_days = history_days
         self.synchronous = "NORMAL" if durability == "process" else "FULL"
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        # The loop-thread side of the handoff: records not yet given to the writer, whether it
-        # is committing a batch now, and whether a handoff is scheduled for this iteration.
-        self._pending: list[tuple[Record, Any]] = []
-        self._busy = False
-        self._scheduled = False
-        self._thread: threading.Thread | None = None
+        self._writer: LoopWriter | ThreadWriter | None = None
         self._read: sqlite3.Connection | None = None
         self._write: sqlite3.Connection | None = None
         self._failed: BaseException | None = None
@@ -181,11 +180,10 @@ class SQLiteStore:
         )
         self.commits = 0
         self.committed = 0
-        #: Seconds from handing a batch to the writer to its commit reported back, and records
+        #: Seconds a batch's commit took (from the handoff, with a writer thread), and records
         #: per batch (read by /metrics; observed on the loop's thread, once per batch).
         self.commit_latency = Histogram(LATENCY_BUCKETS)
         self.batch_sizes = Histogram(BATCH_BUCKETS)
-        self._handed_at = 0.0
 
     # ------------------------------------------------------------------ set-up
 
@@ -220,14 +218,15 @@ class SQLiteStore:
         # of its own, which WAL lets read while the writer commits.
         self._read = write if self.memory else self._connect()
         self._on_commit = on_commit
-        self._call_soon = call_soon
-        self._call = call_soon_threadsafe
-        self._thread = threading.Thread(target=self._writer, name="asyncchat-history", daemon=True)
-        self._thread.start()
+        if self.writer_kind == "loop":
+            self._writer = LoopWriter(self, call_soon)
+        else:
+            self._writer = ThreadWriter(self, call_soon, call_soon_threadsafe)
         log.info(
-            "history in %s (%s durability)",
+            "history in %s (%s durability, commits on the %s)",
             self.path,
             "process-crash" if self.synchronous == "NORMAL" else "power-loss",
+            "event loop's thread" if self.writer_kind == "loop" else "writer thread",
         )
 
     def open_readonly(self) -> None:
@@ -348,10 +347,11 @@ class SQLiteStore:
         return {room: RoomTopic(text, by or "", ts or 0.0) for room, text, by, ts in rows}
 
     def set_topic(self, room: str, name: str, topic: RoomTopic | None) -> None:
-        """Queue the topic's write for the writer thread, after what was submitted before."""
+        """Store a room's topic, after what was submitted before."""
         if self._failed is not None:
             raise StoreError(f"the history store failed: {self._failed}")
-        self._queue.put(_Topic(room, name, topic))
+        assert self._writer is not None
+        self._writer.topic(Topic(room, name, topic))
 
     def export(self, room: str, since: float | None = None) -> Iterable[Record]:
         """Every stored message of a room (by key), oldest first, from ``since`` (Unix s)."""
@@ -377,72 +377,44 @@ class SQLiteStore:
         failed."""
         if self._failed is not None:
             raise StoreError(f"the history store failed: {self._failed}")
-        self._pending.append((record, token))
-        if not self._busy and not self._scheduled:
-            self._scheduled = True
-            self._call_soon(self._handoff)
-
-    def _handoff(self) -> None:
-        self._scheduled = False
-        if self._busy or not self._pending:
-            return
-        batch = self._pending[:MAX_BATCH]
-        del self._pending[:MAX_BATCH]
-        self._busy = True
-        self._handed_at = time.monotonic()
-        self._queue.put(batch)
+        assert self._writer is not None
+        self._writer.submit(record, token)
 
     def _committed(self, batch: list[tuple[Record, Any]]) -> None:
-        """On the loop's thread: the writer finished ``batch``; hand it the next one."""
-        self.commit_latency.observe(time.monotonic() - self._handed_at)
-        self.batch_sizes.observe(len(batch))
-        self._busy = False
-        if self._pending:
-            self._handoff()
+        """On the loop's thread: ``batch`` is stored; fan it out and acknowledge it."""
         self._on_commit(batch)
 
-    def _writer(self) -> None:
+    def write_batch(self, batch: list[tuple[Record, Any]]) -> bool:
+        """Commit ``batch`` (the writer's side; on its thread). False, logged, once the disk
+        failed: nothing more is stored, and so nothing more acknowledged."""
         db = self._write
         assert db is not None
-        since_prune = 0
-        last_prune = time.monotonic()
-        with self._lock:
-            self._prune(db)  # retention applies from the start, not from the first message
-        while True:
-            try:
-                batch = self._queue.get(timeout=60)
-            except queue.Empty:  # an idle server still forgets what is too old
-                with self._lock:
-                    self._prune(db)
-                last_prune = time.monotonic()
-                continue
-            if batch is _STOP:
-                return
-            if isinstance(batch, _Topic):
-                self._write_topic(db, batch)
-                continue
-            try:
-                with self._lock:
-                    self._commit(db, [r for r, _ in batch])
-            except Exception as exc:  # the disk is full or gone: stop acknowledging, loudly
-                log.error(
-                    "history write failed, messages are no longer acknowledged: %s",
-                    exc,
-                    exc_info=not isinstance(exc, sqlite3.Error),
-                )
-                self._failed = exc
-                return
-            self.commits += 1
-            self.committed += len(batch)
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
-                self._call(self._committed, batch)
-            since_prune += len(batch)
-            if since_prune >= 1_000 or time.monotonic() - last_prune > 60:
-                with self._lock:
-                    self._prune(db)
-                since_prune, last_prune = 0, time.monotonic()
+        try:
+            with self._lock:
+                self._commit(db, [r for r, _ in batch])
+        except Exception as exc:  # the disk is full or gone: stop acknowledging, loudly
+            log.error(
+                "history write failed, messages are no longer acknowledged: %s",
+                exc,
+                exc_info=not isinstance(exc, sqlite3.Error),
+            )
+            self._failed = exc
+            return False
+        self.commits += 1
+        self.committed += len(batch)
+        self.batch_sizes.observe(len(batch))
+        return True
 
-    def _write_topic(self, db: sqlite3.Connection, item: _Topic) -> None:
+    def retention(self) -> None:
+        """Apply retention with the writer's connection (the writer's side)."""
+        assert self._write is not None
+        with self._lock:
+            self._prune(self._write)
+
+    def write_topic(self, item: Topic) -> None:
+        """Store a topic (the writer's side)."""
+        db = self._write
+        assert db is not None
         topic = item.topic
         values = (None, None, None) if topic is None else (topic.text, topic.by, topic.ts)
         try:
@@ -512,13 +484,9 @@ class SQLiteStore:
     def close(self) -> None:
         """Commit what is still pending (stored, though no longer acknowledged) and close. Call
         it on the loop's thread."""
-        if self._thread is not None:
-            if self._pending and self._failed is None:
-                self._queue.put(self._pending)
-                self._pending = []
-            self._queue.put(_STOP)
-            self._thread.join()
-            self._thread = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         for conn in (self._write, self._read):
             if conn is not None:
                 conn.close()
