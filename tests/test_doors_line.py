@@ -445,3 +445,26 @@ async def test_doors_serve_tls_with_their_own_certificate(tmp_path: Path) -> Non
         assert (msg["from"], msg["text"]) == ("carol", "hey!")
         writer.close()
         await c.close()
+
+
+async def test_a_codec_that_fails_costs_only_its_connection(
+    doors: ChatServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A render that raises (a bug) closes that one line connection with a logged traceback;
+    the fan-out it was part of still reaches everyone else."""
+    show = LineCodec._show
+
+    def broken(self: LineCodec, event: Any) -> list[str]:
+        if self.me == "alice" and getattr(event, "text", None) == "boom":
+            raise RuntimeError("a bug")
+        return show(self, event)
+
+    monkeypatch.setattr(LineCodec, "_show", broken)
+    bob = await open_tcp(doors, "bob")
+    alice = await open_line(doors, "alice")
+    carol = await open_line(doors, "carol")
+    bob.send({"type": "say", "room": "lobby", "text": "boom"})
+    assert (await carol.until("boom")).endswith("<bob> boom")
+    await alice.closed()
+    assert (await bob.recv_match(type="left", name="alice"))["reason"] == "disconnect"
+    assert "the codec cannot render a frame" in caplog.text

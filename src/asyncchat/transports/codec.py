@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from typing import Any
 
@@ -26,6 +27,8 @@ from ..limits import Limits
 from .connection import Admit, Connection, ReadFrame
 
 __all__ = ["KEEPALIVE_PROBES", "READ_CHUNK", "CodecConnection", "codec_reader", "keepalive"]
+
+log = logging.getLogger("asyncchat.server")
 
 #: Bytes asked of the socket at a time. The codec buffers at most one message (``max_frame``)
 #: beyond it, and no more is read until the payloads of this chunk were handled.
@@ -57,7 +60,17 @@ class CodecConnection(Connection):
         self.pings = codec.pings
 
     def write(self, data: bytes) -> bool:
-        return super().write(self.codec.render(data))
+        # Called from the hub's fan-out, for every member at once: a codec that fails on a
+        # frame must cost this one connection, never the others' flush.
+        try:
+            out = self.codec.render(data)
+        except Exception:
+            log.exception("%s: the codec cannot render a frame; closing", self.peer)
+            self.closed = True
+            self.aborted = True
+            self.transport.abort()
+            return True
+        return super().write(out)
 
     def close(self, final: bytes = b"", *, abort: bool = False) -> None:
         super().close(self.codec.render(final) if final else b"", abort=abort)
