@@ -9,6 +9,7 @@ shown with :func:`format_event` and the ``*_line`` helpers. Sans-I/O: strings in
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from typing import Literal
@@ -102,22 +103,26 @@ def escape(text: str, *, newlines: bool = False) -> str:
     """``text`` with every control or format character made visible (``\\x1b``, ``\\u202e``),
     so that a peer cannot move the cursor, recolour or reorder the terminal. With ``newlines``,
     ``\\n`` is kept (and indented by the caller)."""
-    out = []
-    for ch in text:
-        o = ord(ch)
-        if (o < 0x20 and not (newlines and ch == "\n")) or 0x7F <= o < 0xA0 or ch in _INVISIBLE:
-            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    pattern = _UNSAFE_BUT_NEWLINE if newlines else _UNSAFE
+    if pattern.search(text) is None:
+        return text  # the common case, at C speed: the line door renders every message this way
+    return pattern.sub(_visible, text)
+
+
+def _visible(m: re.Match[str]) -> str:
+    o = ord(m.group())
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
 
 
 # Format characters that reorder or hide text (bidi controls, zero-width, BOM) and the line and
 # paragraph separators.
-_INVISIBLE = frozenset(
+_INVISIBLE = (
     "\u061c\u200b\u200c\u200d\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e"
     "\u2060\u2066\u2067\u2068\u2069\ufeff"
 )
+# Controls (C0, DEL, C1) and the invisible characters; the second keeps the newline.
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_INVISIBLE}]")
+_UNSAFE_BUT_NEWLINE = re.compile(f"[\x00-\x09\x0b-\x1f\x7f-\x9f{_INVISIBLE}]")
 
 
 def clock(ts: float) -> str:
