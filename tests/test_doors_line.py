@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import socket
 import ssl
@@ -225,7 +226,7 @@ async def _commands(doors: ChatServer) -> None:
 async def test_help_usage_unknown_and_unavailable_commands_answer_a_line(
     doors: ChatServer,
 ) -> None:
-    """/help lists the commands; a malformed, unknown or not yet offered command (/login)
+    """/help lists the commands; a malformed, unknown or misplaced command (/login once named)
     answers one clear line, and a refused request its error code; none closes."""
     bob = await open_tcp(doors, "bob")
     c = await open_line(doors, "alice")
@@ -236,7 +237,7 @@ async def test_help_usage_unknown_and_unavailable_commands_answer_a_line(
         ("/msg bob", "!! usage: /msg NAME TEXT"),
         ("/join", "!! usage: /join ROOM"),
         ("/frob x", "!! unknown command /frob; /help lists the commands"),
-        ("/login alice secret", "!! /login is not available on this server"),
+        ("/login alice secret", "!! /login only works as the first line, instead of the name"),
         ("/msg nobody hi", "!! no_such_user: nobody is called 'nobody'"),
         ("/leave nowhere", "!! not_in_room: "),
     ]:
@@ -468,3 +469,36 @@ async def test_a_codec_that_fails_costs_only_its_connection(
     await alice.closed()
     assert (await bob.recv_match(type="left", name="alice"))["reason"] == "disconnect"
     assert "the codec cannot render a frame" in caplog.text
+
+
+async def test_login_at_the_name_prompt_for_a_registered_name(tmp_path: Path) -> None:
+    """A registered name is refused without its password and asked again; /login NAME
+    PASSWORD at the prompt (here from loopback) names the member; a wrong password is refused;
+    other commands at the prompt say what the prompt takes."""
+    from asyncchat.auth import LOGIN_DELAY
+    from asyncchat.config import AuthConfig
+
+    from .test_auth import PASSWORD, make_accounts
+
+    db = tmp_path / "chat.db"
+    make_accounts(db, "alice")
+    config = dataclasses.replace(door_config(login_failures=10), auth=AuthConfig(db=str(db)))
+    async with ChatServer(config=config) as server:
+        c = await open_line(server)
+        c.send("alice\n")
+        assert (await c.line()).startswith("!! ")
+        assert await c.line() == "-- your name?"
+        c.send("/join dev\n")
+        assert await c.line() == "!! type your name, or /login NAME PASSWORD for a registered one"
+        c.send("/login alice\n")
+        assert await c.line() == "!! usage: /login NAME PASSWORD"
+        c.send("/login alice wrong password\n")
+        assert (await c.line()).startswith("!! auth_failed: wrong name, password or token")
+        assert await c.line() == "-- your name?"
+        await asyncio.sleep(4 * LOGIN_DELAY)  # the login throttle's wait after two failures
+        c.send(f"/login alice {PASSWORD}\n")
+        assert (await c.line()).startswith("-- connected to asyncchat/0.1.0 as alice")
+        assert server.members == ["alice"]
+        assert await c.line() == "-> you joined #lobby"
+        c.send("/login bob x\n")
+        assert await c.line() == "!! /login only works as the first line, instead of the name"

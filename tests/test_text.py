@@ -88,7 +88,7 @@ def test_parse_command_gives_the_request_a_line_asks_for(line: str, command: obj
         ("/msg bob", "usage: /msg NAME TEXT"),
         ("/me", "usage: /me TEXT"),
         ("/rooms now", "usage: /rooms"),
-        ("/login alice pw", "/login is not available on this server"),
+        ("/login alice pw", "/login only works as the first line, instead of the name"),
         ("/\x1bframe", "unknown command /\\x1bframe; /help lists the commands"),
     ],
 )

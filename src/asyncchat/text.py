@@ -180,8 +180,8 @@ def back_line(missed: int, truncated: bool) -> str:
     return f"-- back, {n}" if missed else "-- back, nothing missed"
 
 
-#: Commands of the chat's text front ends that this server does not offer yet: answered with
-#: a clear line rather than "unknown command".
+#: Commands that only make sense before the name is given (the line door's prompt): answered
+#: with a clear line rather than "unknown command".
 UNAVAILABLE = frozenset({"login"})
 
 #: What one typed line asks for: a client event (its ``id`` unset), ``"help"``, or None
@@ -236,7 +236,7 @@ def parse_command(line: str, room: str) -> Command:
         case "kick" | "ban" | "unban" | "bans" | "mute":
             return operator_request(cmd, rest)
         case word if word in UNAVAILABLE:
-            raise UsageError(f"/{word} is not available on this server")
+            raise UsageError(f"/{word} only works as the first line, instead of the name")
     raise UsageError(f"unknown command /{escape(cmd)}; /help lists the commands")
 
 

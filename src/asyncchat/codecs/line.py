@@ -1,9 +1,10 @@
 """The line door: chat from netcat or telnet, one line of text at a time.
 
 On connect the server asks for a name; the first line is the name (a taken or invalid one is
-refused and asked for again). Then each line is said in the current room, and a line that
-starts with ``/`` is one of the terminal client's commands, parsed by the same code
-(:func:`~asyncchat.text.parse_command`). What the server sends is written as the terminal
+refused and asked for again), or ``/login NAME PASSWORD`` for a registered name (over TLS, or
+from this machine, as the server's accounts require). Then each line is said in the current
+room, and a line that starts with ``/`` is one of the terminal client's commands, parsed by the
+same code (:func:`~asyncchat.text.parse_command`). What the server sends is written as the terminal
 client's plain mode shows it (:func:`~asyncchat.text.format_event` and its helpers), one line
 per event, ending in CR LF.
 
@@ -58,6 +59,9 @@ from . import server_events
 __all__ = ["LineCodec"]
 
 log = logging.getLogger("asyncchat.server")
+
+#: What the name prompt accepts.
+_PROMPT_HELP = "type your name, or /login NAME PASSWORD for a registered one"
 
 # Telnet (RFC 854): IAC starts a command; WILL/WONT/DO/DONT take one option byte; SB starts a
 # subnegotiation that IAC SE ends.
@@ -168,20 +172,10 @@ class LineCodec:
                 if self._hello_ref is not None:
                     self._named = True  # the hello before was not refused: it was welcomed
                 else:
-                    name = line.strip()
-                    if not name:
-                        self._out.append("-- your name?")
+                    hello = self._hello(line.strip())
+                    if hello is None:
                         continue
-                    self._hello_ref = self._next_id()
-                    self.me = name
-                    return orjson.dumps(
-                        {
-                            "type": "hello",
-                            "version": PROTOCOL_VERSION,
-                            "name": name,
-                            "id": self._hello_ref,
-                        }
-                    )
+                    return hello
             try:
                 command = parse_command(line, self.room)
             except UsageError as exc:
@@ -199,6 +193,30 @@ class LineCodec:
                 self._asked[ref] = command
             return orjson.dumps({**command.to_wire(), "id": ref})
         return None
+
+    def _hello(self, line: str) -> bytes | None:
+        """The hello a line at the name prompt asks for: a name, or ``/login NAME PASSWORD``
+        for a registered name. None (and a line said) for anything else."""
+        if not line:
+            self._out.append("-- your name?")
+            return None
+        password = None
+        if line.startswith("/"):
+            cmd, _, rest = line[1:].partition(" ")
+            if cmd.lower() != "login":
+                self._out.append(f"!! {_PROMPT_HELP}")
+                return None
+            line, _, password = rest.strip().partition(" ")
+            password = password.strip()
+            if not line or not password:
+                self._out.append("!! usage: /login NAME PASSWORD")
+                return None
+        self._hello_ref = self._next_id()
+        self.me = line
+        hello = {"type": "hello", "version": PROTOCOL_VERSION, "name": line, "id": self._hello_ref}
+        if password is not None:
+            hello["password"] = password
+        return orjson.dumps(hello)
 
     def _next_id(self) -> int:
         self._ids += 1
