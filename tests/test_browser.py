@@ -407,8 +407,10 @@ async def test_screenshot_for_the_readme(server: ChatServer, browser: Any) -> No
     try:
         tcp = await tcp_client(server, "alice")
         bob = await tcp_client(server, "bob")
+        tcp.send({"type": "topic", "room": "lobby", "text": "release on Friday, notes in #dev"})
         page = await open_page(ctx, server, "carol", "lobby dev")
         await page.click("#room-list button:has-text('#lobby')")
+        await expect(page.locator("#room-topic")).to_contain_text("release", timeout=MS)
         tcp.send({"type": "say", "room": "lobby", "text": "morning! the build is green again"})
         bob.send(
             {
