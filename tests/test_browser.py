@@ -7,6 +7,7 @@ Without a browser the module is skipped with the reason, except under CI, where 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import shutil
@@ -206,6 +207,42 @@ async def test_a_taken_name_asks_again_and_the_password_goes_in_hello(
     stored = await page.evaluate("() => JSON.stringify(Object.assign({}, localStorage))")
     assert "s3cret" not in stored
     await holder.close()
+
+
+async def test_the_login_form_logs_in_to_an_account(browser: Any, tmp_path: Path) -> None:
+    """Where a name is registered, the page says so and asks for its password; with it the
+    user is in. A private server's password is asked for when the server requires it."""
+    from asyncchat.config import AuthConfig
+
+    from .test_auth import PASSWORD, make_accounts
+
+    db = tmp_path / "accounts.db"
+    make_accounts(db, "alice")
+    auth = AuthConfig(db=str(db), server_password="letmein")
+    cfg = dataclasses.replace(_config(str(tmp_path / "history.db")), auth=auth)
+    ctx = await browser.new_context()
+    try:
+        async with ChatServer(config=cfg) as server:
+            page = await ctx.new_page()
+            assert server.web_url is not None
+            await page.goto(server.web_url)
+            await page.fill("#login-name", "alice")
+            await page.click("#login-form button[type=submit]")
+            await expect(page.locator("#login-error")).to_contain_text("registered", timeout=MS)
+            await expect(page.locator("#login-password")).to_be_focused()
+            await page.fill("#login-password", PASSWORD)
+            await page.click("#login-form button[type=submit]")
+            await expect(page.locator("#status")).to_have_text("online as alice", timeout=MS)
+            guest = await ctx.new_page()
+            await guest.goto(server.web_url)
+            await guest.fill("#login-name", "visitor")
+            await guest.click("#login-form button[type=submit]")
+            await expect(guest.locator("#login-server-row")).to_be_visible(timeout=MS)
+            await guest.fill("#login-server-password", "letmein")
+            await guest.click("#login-form button[type=submit]")
+            await expect(guest.locator("#status")).to_have_text("online as visitor", timeout=MS)
+    finally:
+        await ctx.close()
 
 
 async def test_a_pending_message_is_acked_with_its_seq(server: ChatServer, context: Any) -> None:

@@ -286,7 +286,9 @@ function connect() {
     const resume = {};
     for (const r of state.rooms.values()) if (!r.dm && r.joined && r.lastSeq > 0) resume[r.name] = r.lastSeq;
     const hello = { type: "hello", name: state.name, version: 1, rooms: state.wanted, id: "hello" };
-    if (state.password) hello.password = state.password; // a registered name (kept in memory only)
+    // A registered name's password and a private server's password: kept in memory only.
+    if (state.password) hello.password = state.password;
+    if (state.serverPassword) hello.server_password = state.serverPassword;
     if (Object.keys(resume).length) {
       hello.resume = resume;
       state.resuming = { rooms: new Set(Object.keys(resume).map(key)), after: {}, missed: 0 };
@@ -516,9 +518,12 @@ function error(f) {
     return;
   }
   if (f.ref === "hello") {
-    // The name or its password is refused (taken, invalid, registered): ask again.
+    // The name or a password is refused (taken, registered, wrong, banned): ask again.
     state.stopped = `not connected: ${f.message}`;
-    login(f.message);
+    let why = f.message;
+    if (f.code === "auth_failed" && f.retry_after) why += ` (try again in ${Math.ceil(f.retry_after)} s)`;
+    if (f.code === "auth_required") $("login-server-row").hidden = false;
+    login(why, f.code === "name_reserved" || f.code === "auth_failed" ? "login-password" : null);
     return;
   }
   reply(f);
@@ -565,7 +570,7 @@ function say(text, action) {
 
 const HELP = [
   "/join ROOM  /leave [ROOM]  /nick NAME  /msg NAME TEXT  /me TEXT",
-  "/who [ROOM]  /rooms  /topic [TEXT]  /away [MESSAGE]  /quit  /help",
+  "/who [ROOM]  /rooms  /topic [TEXT]  /away [MESSAGE]  /register PASSWORD  /quit  /help",
   "A line starting with // sends a literal /.",
   "Enter sends, Shift+Enter is a new line; Alt+↑/↓ changes room.",
 ];
@@ -599,6 +604,13 @@ function command(text) {
     case "rooms":
       return request({ type: "rooms" }, (f) =>
         system(r, "rooms: " + f.rooms.map((x) => `#${x.name} (${x.members})`).join(", ")));
+    case "register":
+      if (!arg) return system(r, "usage: /register PASSWORD");
+      return request({ type: "register", password: arg }, (f) => {
+        if (f.type === "error") return;
+        state.password = arg; // a reconnection logs in
+        system(r, `${state.name} is registered: log in with this password next time`);
+      });
     case "topic":
       if (!r || r.dm) return system(r, "/topic works in a room");
       return request(arg ? { type: "topic", room: r.name, text: arg } : { type: "topic", room: r.name }, () => {});
@@ -639,14 +651,14 @@ function scrolled() {
 
 // ------------------------------------------------------------------ start
 
-function login(problem) {
+function login(problem, field) {
   const dialog = $("login");
   const name = $("login-name");
   name.value = name.value || localStorage.getItem("asyncchat.name") || "";
   $("login-error").textContent = problem || "";
   state.loginPending = true;
   if (!dialog.open) dialog.showModal();
-  name.focus();
+  $(field || "login-name").focus();
 }
 
 function start() {
@@ -658,6 +670,7 @@ function start() {
     state.wanted = rooms.length ? rooms : [LOBBY];
     state.name = name;
     state.password = $("login-password").value;
+    state.serverPassword = $("login-server-password").value;
     state.stopped = null;
     state.loginPending = false;
     $("login-error").textContent = "";
