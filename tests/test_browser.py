@@ -106,14 +106,25 @@ async def context(browser: Any, request: pytest.FixtureRequest) -> AsyncIterator
     await ctx.close()
 
 
-async def open_page(ctx: Any, server: ChatServer, name: str, rooms: str = "lobby") -> Any:
-    """A page of ``server``'s chat, logged in as ``name``."""
+async def new_page(ctx: Any, server: ChatServer) -> Any:
+    """A page of ``server``'s chat, at its login form."""
     page = await ctx.new_page()
     assert server.web_url is not None
     await page.goto(server.web_url)
-    await page.fill("#login-name", name)
-    await page.fill("#login-rooms", rooms)
+    return page
+
+
+async def submit(page: Any, **fields: str) -> None:
+    """Fill the login form's ``fields`` (name, rooms, password, server-password) and join."""
+    for field, value in fields.items():
+        await page.fill(f"#login-{field.replace('_', '-')}", value)
     await page.click("#login-form button[type=submit]")
+
+
+async def open_page(ctx: Any, server: ChatServer, name: str, rooms: str = "lobby") -> Any:
+    """A page of ``server``'s chat, logged in as ``name``."""
+    page = await new_page(ctx, server)
+    await submit(page, name=name, rooms=rooms)
     await expect(page.locator("#status")).to_have_text(f"online as {name}", timeout=MS)
     return page
 
@@ -163,8 +174,7 @@ async def test_the_printed_address_of_serve_gives_a_chat_with_terminal_users(
         port = int(found.group(1))
         page = await context.new_page()
         await page.goto(url)
-        await page.fill("#login-name", "browser")
-        await page.click("#login-form button[type=submit]")
+        await submit(page, name="browser")
         await expect(page.locator("#status")).to_have_text("online as browser", timeout=MS)
         with running(join_args(port, "terminal"), stdin=subprocess.PIPE) as join:
             await asyncio.to_thread(join.out.wait_for, r"you joined #lobby")
@@ -179,15 +189,11 @@ async def test_the_printed_address_of_serve_gives_a_chat_with_terminal_users(
 async def test_a_taken_name_asks_again(server: ChatServer, context: Any) -> None:
     """The name prompt says why a name is refused and lets the user pick another."""
     holder = await connect(*server.address, name="taken")  # answers pings: keeps its name
-    page = await context.new_page()
-    assert server.web_url is not None
-    await page.goto(server.web_url)
-    await page.fill("#login-name", "taken")
-    await page.click("#login-form button[type=submit]")
+    page = await new_page(context, server)
+    await submit(page, name="taken")
     await expect(page.locator("#login-error")).to_contain_text("taken", timeout=MS)
     await expect(page.locator("#login")).to_be_visible()
-    await page.fill("#login-name", "free")
-    await page.click("#login-form button[type=submit]")
+    await submit(page, name="free")
     await expect(page.locator("#status")).to_have_text("online as free", timeout=MS)
     await holder.close()
 
@@ -206,25 +212,18 @@ async def test_the_login_form_logs_in_to_an_account(browser: Any, tmp_path: Path
     ctx = await browser.new_context()
     try:
         async with ChatServer(config=cfg) as server:
-            page = await ctx.new_page()
-            assert server.web_url is not None
-            await page.goto(server.web_url)
-            await page.fill("#login-name", "alice")
-            await page.click("#login-form button[type=submit]")
+            page = await new_page(ctx, server)
+            await submit(page, name="alice")
             await expect(page.locator("#login-error")).to_contain_text("registered", timeout=MS)
             await expect(page.locator("#login-password")).to_be_focused()
-            await page.fill("#login-password", PASSWORD)
-            await page.click("#login-form button[type=submit]")
+            await submit(page, password=PASSWORD)
             await expect(page.locator("#status")).to_have_text("online as alice", timeout=MS)
             stored = await page.evaluate("() => JSON.stringify({...localStorage})")
             assert PASSWORD not in stored  # the password stays in memory
-            guest = await ctx.new_page()
-            await guest.goto(server.web_url)
-            await guest.fill("#login-name", "visitor")
-            await guest.click("#login-form button[type=submit]")
+            guest = await new_page(ctx, server)
+            await submit(guest, name="visitor")
             await expect(guest.locator("#login-server-row")).to_be_visible(timeout=MS)
-            await guest.fill("#login-server-password", "letmein")
-            await guest.click("#login-form button[type=submit]")
+            await submit(guest, server_password="letmein")
             await expect(guest.locator("#status")).to_have_text("online as visitor", timeout=MS)
     finally:
         await ctx.close()
