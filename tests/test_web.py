@@ -234,6 +234,7 @@ async def test_metrics_parse_and_their_counters_move() -> None:
         assert after[("asyncchat_acks_total", ())] == 1
         assert after[("asyncchat_refusals_total", (("code", "not_in_room"),))] == 1
         assert after[("asyncchat_history_batch_records_count", ())] >= 1
+        assert after[("asyncchat_history_commit_seconds_count", ())] >= 1
         assert ("asyncchat_event_loop_lag_seconds_count", ()) in after
         assert ("process_cpu_seconds_total", ()) in after
 
