@@ -507,11 +507,31 @@ async def test_a_failed_store_refuses_messages_instead_of_hanging(tmp_path: Path
             while store.failed is None:
                 await asyncio.sleep(0.01)
         a.send({"type": "say", "room": "lobby", "text": "refused", "id": 2})
-        err = await a.recv_match(type="error")
+        err = await a.recv_match(type="error", ref=2)
         assert (err["code"], err["ref"]) == ("history_unavailable", 2)
         assert "history write failed" in caplog.text
         with pytest.raises(TimeoutError):
             await a.recv_match(type="ack", timeout=0.2)
+
+
+@pytest.mark.parametrize("writer", ["loop", "thread"])
+async def test_messages_in_flight_when_the_store_fails_are_refused(
+    tmp_path: Path, writer: str
+) -> None:
+    """A say being stored when the disk fails is answered history_unavailable (with its ref),
+    never left waiting for an ack, on either writer; a quit then leaves at once."""
+    store = _FailingStore(str(tmp_path / "f.db"), writer=writer)
+    async with ChatServer("127.0.0.1", 0, store=store) as server:
+        a = await _raw(server, "alice")
+        await _until_end(a)
+        store.broken = True
+        for i in range(3):
+            a.send({"type": "say", "room": "lobby", "text": f"lost {i}", "id": i})
+        for i in range(3):
+            err = await a.recv_match(type="error", ref=i)
+            assert err["code"] == "history_unavailable"
+        member = server.member("alice")
+        assert member is not None and member.inflight == 0
 
 
 class _LateFanOutStore(SQLiteStore):

@@ -67,7 +67,7 @@ class Hub:
         #: Whether publishing can fail (a store behind the broker): checked before each say.
         self._fallible = broker.history
         self.replay = Replay(broker, limits, fanout.send)
-        broker.attach(self.deliver)
+        broker.attach(self.deliver, self.refuse)
         #: Messages are logged at DEBUG; whether that is on is looked up once, not per message.
         self._debug = log.isEnabledFor(logging.DEBUG)
         # What /metrics reports, counted as plain ints (read at scrape time, see stats.py):
@@ -330,6 +330,14 @@ class Hub:
             m.inflight -= 1
             self.acked += 1
             self.send(m, wire.ack(ref, name, seq, ts))
+
+    def refuse(self, token: Pending, why: str) -> None:
+        """A published message will never be stored (the store failed): its sender gets
+        ``history_unavailable`` instead of an ack."""
+        m, ref = token
+        if m is not None:
+            m.inflight -= 1
+            self.send(m, wire.error(str(ErrorCode.HISTORY_UNAVAILABLE), why, ref=ref))
 
     def announce(self, room_name: str, text: str, *, action: bool = False) -> int:
         """Post ``text`` to a room as the server (sender ``*server``); returns its ``seq``.

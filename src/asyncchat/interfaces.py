@@ -37,6 +37,7 @@ __all__ = [
     "Page",
     "Record",
     "Ref",
+    "Refuse",
     "RoomTopic",
     "Sink",
 ]
@@ -149,8 +150,11 @@ class HistoryStore(Protocol[T]):
         on_commit: Callable[[list[tuple[Record, T]]], None],
         call_soon: Callable[..., Any],
         call_soon_threadsafe: Callable[..., Any],
+        on_lost: Callable[[list[tuple[Record, T]]], None] | None = None,
     ) -> None:
-        """Open the store; committed batches are reported through ``on_commit`` on the loop."""
+        """Open the store; committed batches are reported through ``on_commit`` on the loop,
+        and (once the store failed) the submitted records it will never store through
+        ``on_lost``."""
         ...
 
     def last_seqs(self) -> dict[str, int]:
@@ -205,6 +209,11 @@ class HistoryStore(Protocol[T]):
 Deliver = Callable[[Record, T, bool], None]
 
 
+#: The hub's callback for a published message that will never be stored (the store failed
+#: first): ``refuse(token, why)``; its sender is told instead of waiting for an ack forever.
+Refuse = Callable[[T, str], None]
+
+
 class Broker(Protocol[T]):
     """Orders, stores and dedupes room messages. ``T`` is the hub's token (who to acknowledge),
     opaque to the broker. The hub calls :meth:`attach` once; the server calls :meth:`start` on
@@ -220,8 +229,9 @@ class Broker(Protocol[T]):
         """Why publishing stopped working (the store failed), or None."""
         ...
 
-    def attach(self, deliver: Deliver[T]) -> None:
-        """Where published messages go back to, in per-room seq order."""
+    def attach(self, deliver: Deliver[T], refuse: Refuse[T] | None = None) -> None:
+        """Where published messages go back to, in per-room seq order; and ``refuse`` for
+        those that can never be stored (the store failed after they were published)."""
         ...
 
     def start(

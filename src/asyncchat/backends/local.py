@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Generic, TypeVar
 
-from ..interfaces import Deliver, HistoryStore, Page, Record, RoomTopic
+from ..interfaces import Deliver, HistoryStore, Page, Record, Refuse, RoomTopic
 from ..limits import DEFAULT_IDEMPOTENCY_WINDOW
 
 __all__ = ["MAX_REMEMBERED_IDS", "LocalBroker"]
@@ -58,6 +58,7 @@ class LocalBroker(Generic[T]):
         self.window = idempotency_window
         self.clock = clock
         self._deliver: Deliver[T] = _unattached
+        self._refuse: Refuse[T] | None = None
         #: The last seq of every room that ever had a message (a room never repeats one).
         self._seq: dict[str, int] = {}
         self._recent: OrderedDict[str, _Seen] = OrderedDict()
@@ -74,8 +75,9 @@ class LocalBroker(Generic[T]):
     def failed(self) -> BaseException | None:
         return None if self.store is None else self.store.failed
 
-    def attach(self, deliver: Deliver[T]) -> None:
+    def attach(self, deliver: Deliver[T], refuse: Refuse[T] | None = None) -> None:
         self._deliver = deliver
+        self._refuse = refuse
 
     def start(
         self, call_soon: Callable[..., Any], call_soon_threadsafe: Callable[..., Any]
@@ -85,7 +87,7 @@ class LocalBroker(Generic[T]):
         store = self.store
         if store is None:
             return
-        store.open(self._committed, call_soon, call_soon_threadsafe)
+        store.open(self._committed, call_soon, call_soon_threadsafe, self._lost)
         self._seq = store.last_seqs()
         self._topics = store.topics()
         recent = store.recent_client_keys(self.clock() - self.window)
@@ -145,6 +147,17 @@ class LocalBroker(Generic[T]):
                 if isinstance(waiting, list):
                     for other in waiting:
                         deliver(record._replace(text=""), other, False)
+
+    def _lost(self, batch: list[tuple[Record, T]]) -> None:
+        """The store failed before storing ``batch``: its senders, and the re-sends waiting
+        for it, are refused (never acknowledged) and their ids forgotten."""
+        refuse = self._refuse
+        for record, token in batch:
+            waiting = self._recent.pop(record.client_key, None) if record.client_key else None
+            if refuse is not None:
+                refuse(token, "the history store failed: not stored")
+                for other in waiting if isinstance(waiting, list) else ():
+                    refuse(other, "the history store failed: not stored")
 
     def _remember(self, key: str, value: _Seen, now: float) -> None:
         """Remember ``key`` (new keys go last: the window is in time order), and forget what

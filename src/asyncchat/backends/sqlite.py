@@ -200,6 +200,7 @@ class SQLiteStore:
         on_commit: Callable[[list[tuple[Record, Any]]], None],
         call_soon: Callable[..., Any],
         call_soon_threadsafe: Callable[..., Any],
+        on_lost: Callable[[list[tuple[Record, Any]]], None] | None = None,
     ) -> None:
         if not self.memory:
             Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -218,6 +219,7 @@ class SQLiteStore:
         # of its own, which WAL lets read while the writer commits.
         self._read = write if self.memory else self._connect()
         self._on_commit = on_commit
+        self._on_lost = on_lost
         if self.writer_kind == "loop":
             self._writer = LoopWriter(self, call_soon)
         else:
@@ -383,6 +385,11 @@ class SQLiteStore:
     def _committed(self, batch: list[tuple[Record, Any]]) -> None:
         """On the loop's thread: ``batch`` is stored; fan it out and acknowledge it."""
         self._on_commit(batch)
+
+    def lost(self, batch: list[tuple[Record, Any]]) -> None:
+        """On the loop's thread: the store failed, ``batch`` will never be stored."""
+        if batch and self._on_lost is not None:
+            self._on_lost(batch)
 
     def write_batch(self, batch: list[tuple[Record, Any]]) -> bool:
         """Commit ``batch`` (the writer's side; on its thread). False, logged, once the disk

@@ -96,8 +96,9 @@ class LoopWriter:
             batch = self._pending[:MAX_BATCH]
             del self._pending[:MAX_BATCH]
             started = time.monotonic()
-            if not store.write_batch(batch):
-                self._pending.clear()  # never acknowledged: the store has failed
+            if not store.write_batch(batch):  # the store failed: never acknowledged
+                lost, self._pending = batch + self._pending, []
+                store.lost(lost)
                 return
             store.commit_latency.observe(time.monotonic() - started)
             if report:
@@ -170,6 +171,11 @@ class ThreadWriter:
             self._handoff()
         self.store._committed(batch)
 
+    def _failed(self, batch: Batch) -> None:
+        """On the loop's thread: the store failed on ``batch``; it and what waited are lost."""
+        lost, self._pending = batch + self._pending, []
+        self.store.lost(lost)
+
     def topic(self, item: Topic) -> None:
         self._queue.put(item)
 
@@ -189,6 +195,8 @@ class ThreadWriter:
                 store.write_topic(batch)
                 continue
             if not store.write_batch(batch):
+                with contextlib.suppress(RuntimeError):
+                    self._call(self._failed, batch)
                 return
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
                 self._call(self._done, batch)
