@@ -58,6 +58,7 @@ class FakeStore:
         on_commit: Callable[[list[tuple[Record, Pending]]], None],
         call_soon: Callable[..., Any],
         call_soon_threadsafe: Callable[..., Any],
+        on_lost: Callable[[list[tuple[Record, Pending]]], None] | None = None,
     ) -> None:
         self.on_commit = on_commit
         self.opened_with = (call_soon, call_soon_threadsafe)
