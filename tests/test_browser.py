@@ -248,6 +248,32 @@ async def test_a_pending_message_is_acked_with_its_seq(server: ChatServer, conte
     assert seq is not None and float(seq).is_integer() and int(float(seq)) >= 1
 
 
+async def test_the_composer_and_the_keyboard(server: ChatServer, context: Any) -> None:
+    """Shift+Enter makes a new line and Enter sends both lines as one message; a refused
+    message is marked failed with the server's reason; Alt+Down moves to the next room."""
+    page = await open_page(context, server, "typist", "lobby dev")
+    tcp = await tcp_client(server, "reader")
+    await page.click("#room-list button:has-text('#lobby')")
+    await page.fill("#input", "first line")
+    await page.press("#input", "Shift+Enter")
+    await page.type("#input", "second line")
+    await page.press("#input", "Enter")
+    got = await tcp.recv_match(type="message", **{"from": "typist"})
+    assert got["text"] == "first line\nsecond line"
+    too_long = "x" * (server.limits.max_text + 1)
+    await page.evaluate(f"() => {{ document.getElementById('input').value = '{too_long}'; }}")
+    await page.press("#input", "Enter")
+    failed = lines(page).filter(has_text="not sent:")
+    await expect(failed).to_have_attribute("data-state", "failed", timeout=MS)
+    await expect(failed).to_contain_text(str(server.limits.max_text))
+    await page.press("#input", "Alt+ArrowDown")
+    await expect(page.locator("#room-title")).to_have_text("#dev")
+    await expect(page.locator("#room-list button:has-text('#dev')")).to_have_attribute(
+        "aria-current", "true"
+    )
+    await tcp.close()
+
+
 async def test_two_browser_users_chat_and_dm(
     server: ChatServer, context: Any, browser: Any
 ) -> None:
