@@ -53,7 +53,7 @@ def test_native_frames_become_one_text_frame_each() -> None:
 def test_render_once_renders_the_same_bytes_object_once() -> None:
     """The same bytes object handed again is not rendered again; an equal but other object
     is."""
-    render = RenderOnce()
+    render = RenderOnce(to_text_frames)
     batch = b"\x00\x00\x00\x02{}"
     first = render(batch)
     assert render(batch) is first and (render.hits, render.misses) == (1, 1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from .framing import HEADER
 
@@ -54,23 +55,27 @@ def to_text_frames(frames: bytes) -> bytes:
     return b"".join(parts)
 
 
-class RenderOnce:
+T = TypeVar("T")
+
+
+class RenderOnce(Generic[T]):
     """``render`` with a one-entry cache keyed by the input's identity: the same ``bytes``
     object handed to many members in a row is rendered once. Holding the last input keeps its
-    identity from being reused by another object."""
+    identity from being reused by another object. (The WebSocket listener renders text frames
+    with it; the text doors decode a batch into events with it.)"""
 
     __slots__ = ("_last_in", "_last_out", "_render", "hits", "misses")
 
-    def __init__(self, render: Callable[[bytes], bytes] = to_text_frames) -> None:
+    def __init__(self, render: Callable[[bytes], T]) -> None:
         self._render = render
         self._last_in: bytes | None = None
-        self._last_out = b""
+        self._last_out: T | None = None
         #: Renders saved and done (for the benchmark and the tests).
         self.hits = 0
         self.misses = 0
 
-    def __call__(self, data: bytes) -> bytes:
-        if data is self._last_in:
+    def __call__(self, data: bytes) -> T:
+        if data is self._last_in and self._last_out is not None:
             self.hits += 1
             return self._last_out
         out = self._render(data)
