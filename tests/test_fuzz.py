@@ -4,12 +4,14 @@ oversize): it never crashes, never logs a traceback, and always serves a fresh c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
 import struct
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,10 +32,10 @@ class _Tracebacks(logging.Handler):
             self.records.append(record)
 
 
-@pytest.fixture(scope="module")
-def live() -> Iterator[tuple[tuple[str, int], _Tracebacks]]:
-    """One server for the whole module, on its own loop in a thread (the examples use
-    blocking sockets, as a foreign client would)."""
+@contextlib.contextmanager
+def serving(**options: Any) -> Iterator[tuple[tuple[str, int], _Tracebacks, list[ChatServer]]]:
+    """A server with ``options`` on its own loop in a thread (the examples use blocking
+    sockets, as a foreign client would), the tracebacks it logs, and the server (in a list)."""
     handler = _Tracebacks()
     logger = logging.getLogger("asyncchat")
     logger.addHandler(handler)
@@ -41,9 +43,11 @@ def live() -> Iterator[tuple[tuple[str, int], _Tracebacks]]:
     stop: list[asyncio.Event] = []
     address: list[tuple[str, int]] = []
     loop_box: list[asyncio.AbstractEventLoop] = []
+    servers: list[ChatServer] = []
 
     async def serve() -> None:
-        async with ChatServer("127.0.0.1", 0, rate=1e6, burst=1_000_000) as server:
+        async with ChatServer("127.0.0.1", 0, rate=1e6, burst=1_000_000, **options) as server:
+            servers.append(server)
             address.append(server.address)
             loop_box.append(asyncio.get_running_loop())
             stop.append(asyncio.Event())
@@ -54,12 +58,19 @@ def live() -> Iterator[tuple[tuple[str, int], _Tracebacks]]:
     thread.start()
     assert ready.wait(WAIT)
     try:
-        yield address[0], handler
+        yield address[0], handler, servers
     finally:
         loop_box[0].call_soon_threadsafe(stop[0].set)
         thread.join(WAIT)
         logger.removeHandler(handler)
         assert not thread.is_alive()
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[tuple[tuple[str, int], _Tracebacks]]:
+    """One server for the whole module."""
+    with serving() as (address, tracebacks, _):
+        yield address, tracebacks
 
 
 def _frame(obj: object) -> bytes:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -83,9 +84,11 @@ def hash_password(password: str) -> str:
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
 
 
-#: Checked against when there is no account, so that a missing account takes as long as a
-#: wrong password.
-_DUMMY = hash_password(secrets.token_hex(8))
+@functools.cache
+def _dummy() -> str:
+    """Checked against when there is no secret, so that it takes as long as a wrong password
+    (made at first use: importing this module costs no hash)."""
+    return hash_password(secrets.token_hex(8))
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -155,7 +158,7 @@ class Hasher:
 
     async def verify(self, password: str, stored: str) -> bool:
         """:func:`verify_password` on a hash thread."""
-        return bool(await self.run(verify_password, password, stored or _DUMMY))
+        return bool(await self.run(verify_password, password, stored or _dummy()))
 
     async def hash(self, password: str) -> str:
         """:func:`hash_password` on a hash thread."""
