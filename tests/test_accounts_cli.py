@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .test_cli import ENV, WAIT, running, serve
+from .test_cli import ENV, WAIT, join_args, peer, running, serve, tty
 
 
 def accounts(db: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -92,3 +92,33 @@ def test_no_history_keeps_accounts_in_accounts_db(tmp_path: Path) -> None:
         assert code == 1 and "name_reserved" in err
     with running(["serve", "--port", "0", "--db", ":memory:", "--guests", "nope"]) as bad:
         assert bad.wait() == 2 and "guests" in bad.err.text
+
+
+def test_terminal_asks_for_the_password_and_operator_commands_work(tmp_path: Path) -> None:
+    """In a terminal, join asks for a registered name's password without echoing it, logs in,
+    and the operator's /ban and /bans in the terminal client act like the requests."""
+    db = tmp_path / "chat.db"
+    assert (
+        accounts(
+            db, "add", "boss", "--operator", "--password-stdin", stdin="boss-pass1\n"
+        ).returncode
+        == 0
+    )
+    with (
+        serve("--db", str(db)) as (_, port),
+        peer(port, "carol") as carol,
+        tty(join_args(port, "boss")) as boss,
+    ):
+        boss.wait_text(r"password for boss: ")
+        boss.send("boss-pass1\r")
+        boss.wait_screen(r"-> you joined #lobby")
+        assert "boss-pass1" not in boss.text
+        boss.wait_prompt("#lobby>")
+        boss.send("/ban name carol 1h too loud\r")
+        frames = carol.until_closed()
+        assert frames[-1]["type"] == "bye" and frames[-1]["reason"] == "banned", frames
+        boss.wait_screen(r"-- ban: done")
+        boss.send("/bans\r")
+        boss.wait_screen(r"-- #\d+ name carol by boss, until .*: too loud")
+        boss.send("/kick\r")
+        boss.wait_screen(r"!! usage: /kick NAME \[REASON\]")
