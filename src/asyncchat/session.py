@@ -86,6 +86,23 @@ class Session:
     """The server side of one connection. ``member`` is set once ``welcome`` was sent;
     ``closing`` once the client said ``quit``."""
 
+    __slots__ = (
+        "_admitting",
+        "_bucket",
+        "_buckets",
+        "_hellos",
+        "_max_text",
+        "_monotonic",
+        "_violations",
+        "closing",
+        "hub",
+        "member",
+        "motd",
+        "ops",
+        "peer",
+        "sink",
+    )
+
     def __init__(
         self,
         hub: Hub,

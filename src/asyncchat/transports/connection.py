@@ -61,6 +61,34 @@ _LEFT_REASON = {
 class Connection:
     """One client connection on any transport. Closing is idempotent."""
 
+    # Slots: an idle connection is this object, its session and its member (docs/limits.md,
+    # memory per connection).
+    __slots__ = (
+        "__weakref__",
+        "_drained_mark",
+        "_pings",
+        "_stall_since",
+        "_time",
+        "aborted",
+        "admit",
+        "closed",
+        "handed",
+        "hub",
+        "ip",
+        "kind",
+        "last_activity",
+        "limits",
+        "max_outbox",
+        "peer",
+        "ping_at",
+        "pings",
+        "reply_budget",
+        "secure",
+        "session",
+        "transport",
+        "why",
+    )
+
     def __init__(
         self,
         transport: asyncio.WriteTransport,
