@@ -24,14 +24,20 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from ..interfaces import Record, RoomTopic
+from ..stats import Histogram
 
-if TYPE_CHECKING:
-    from .sqlite import SQLiteStore
-
-__all__ = ["MAX_BATCH", "PRUNE_EVERY", "PRUNE_PERIOD", "LoopWriter", "ThreadWriter", "Topic"]
+__all__ = [
+    "MAX_BATCH",
+    "PRUNE_EVERY",
+    "PRUNE_PERIOD",
+    "LoopWriter",
+    "Store",
+    "ThreadWriter",
+    "Topic",
+]
 
 log = logging.getLogger("asyncchat.storage")
 
@@ -54,6 +60,25 @@ class Topic(NamedTuple):
     topic: RoomTopic | None
 
 
+class Store(Protocol):
+    """What a writer needs of the store it writes for (the writer's side of SQLiteStore)."""
+
+    commit_latency: Histogram
+
+    @property
+    def failed(self) -> BaseException | None: ...
+
+    def write_batch(self, batch: Batch) -> bool: ...
+
+    def write_topic(self, item: Topic) -> None: ...
+
+    def retention(self) -> None: ...
+
+    def lost(self, batch: Batch) -> None: ...
+
+    def _committed(self, batch: Batch) -> None: ...
+
+
 class _Pruning:
     """When retention is due: every PRUNE_EVERY messages or PRUNE_PERIOD seconds."""
 
@@ -72,7 +97,7 @@ class _Pruning:
 class LoopWriter:
     """Commits on the event loop's thread, once per iteration."""
 
-    def __init__(self, store: SQLiteStore, call_soon: Callable[..., Any]) -> None:
+    def __init__(self, store: Store, call_soon: Callable[..., Any]) -> None:
         self.store = store
         self._call_soon = call_soon
         self._pending: Batch = []
@@ -130,7 +155,7 @@ class ThreadWriter:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         call_soon: Callable[..., Any],
         call_soon_threadsafe: Callable[..., Any],
     ) -> None:
