@@ -10,6 +10,7 @@ server runs on the test's loop. The textbook servers' clients' exact byte sequen
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -17,9 +18,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from asyncchat import ChatServer
+from asyncchat.config import Listener
 
 from .conftest import WAIT, RawClient
-from .test_doors_line import door_config, open_line, open_tcp
+from .test_doors_line import NO_FLOOD, door_config, open_line, open_tcp
 
 HEADER_LENGTH = 10
 
@@ -222,3 +224,49 @@ async def test_classic_line_and_tcp_members_share_lobby(doors: ChatServer) -> No
     assert await receive(carol) == ("*server", "-- robert is away: lunch")
     await raw.close()
     assert await receive(carol) == ("*server", "<- robert left #lobby (disconnect)")
+
+
+async def test_websocket_line_classic_and_tcp_users_share_one_room() -> None:
+    """A message from each door reaches the three others: a WebSocket, a line, a classic and a
+    native TCP user are ordinary members of one lobby."""
+    from .webhelpers import ws_open
+
+    config = dataclasses.replace(
+        door_config(history=True, **NO_FLOOD),
+        listeners=(*door_config().listeners, Listener(kind="web", port=0)),
+    )
+    async with ChatServer(config=config) as server:
+        tess = await open_tcp(server, "tess")
+        wendy = await ws_open(server, "wendy")
+        lena = await open_line(server, "lena")
+        carl = await classic(server, "carl")
+        tess.send({"type": "say", "room": "lobby", "text": "from tcp"})
+        await wendy.send({"type": "say", "room": "lobby", "text": "from ws"})
+        lena.send("from line\n")
+        await asyncio.to_thread(carl.send, "from classic")
+        texts = {"from tcp", "from ws", "from line", "from classic"}
+
+        async def native(c: RawClient, own: str) -> set[str]:
+            got: set[str] = set()
+            while got != texts - {own}:
+                got.add((await c.recv_match(type="message"))["text"])
+            return got
+
+        async def line() -> set[str]:
+            got: set[str] = set()
+            while got != texts - {"from line"}:
+                got.add((await lena.until(r"> from ")).rpartition("> ")[2])
+            return got
+
+        async def pairs() -> set[str]:
+            got: set[str] = set()
+            while got != texts - {"from classic"}:
+                sender, text = await receive(carl)
+                if sender != "*server":
+                    got.add(text)
+            return got
+
+        async with asyncio.timeout(WAIT):
+            await asyncio.gather(
+                native(tess, "from tcp"), native(wendy, "from ws"), line(), pairs()
+            )
