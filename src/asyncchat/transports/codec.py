@@ -43,6 +43,8 @@ _KEEPALIVE_MAX = 32_767
 class CodecConnection(Connection):
     """A :class:`Connection` whose peer speaks ``codec``'s wire."""
 
+    __slots__ = ("codec",)
+
     def __init__(
         self,
         transport: asyncio.WriteTransport,
