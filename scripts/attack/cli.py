@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"run these attacks only ({', '.join(NAMES)})")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="smaller counts, shorter waits")
     parser.add_argument("--json", metavar="FILE", help="write every figure to FILE as JSON")
+    parser.add_argument("--stall-ms", type=float, default=1000.0, metavar="MS",
+                        help="flag an attack during which a probe message or hello took "
+                        "longer than this (default 1000)")  # fmt: skip
     parser.add_argument("--logs", type=Path, metavar="DIR",
                         help="keep each server's log in DIR/NAME.log")  # fmt: skip
     parser.add_argument(
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results = asyncio.run(_run(args.only, quick=args.quick, baseline=baseline, logs=args.logs))
     took = time.monotonic() - started
-    print(table(results))
+    print(table(results, args.stall_ms))
     print(f"\n{len(results)} attack(s) in {took:.0f} s on {platform.node()}, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} (a shared machine: "
           "latencies are noisy)")  # fmt: skip
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump({"quick": args.quick, "baseline_s": baseline, "seconds": round(took),
                        "load": os.getloadavg(), "results": results}, f, indent=2)  # fmt: skip
-    broken = [r["attack"] for r in results if verdict(r)]
+    broken = [r["attack"] for r in results if verdict(r, args.stall_ms)]
     if broken:
         print(f"BOUND BROKEN: {', '.join(broken)}", file=sys.stderr)
     return 1 if broken else 0
@@ -76,9 +79,14 @@ async def _run(
     return out
 
 
-def verdict(r: dict[str, Any]) -> list[str]:
-    """What went wrong: an error of the suite, a member dropped, a traceback, a look-alike."""
+def verdict(r: dict[str, Any], stall_ms: float) -> list[str]:
+    """What went wrong: an error of the suite, a member dropped, a traceback, a look-alike
+    welcomed, or others stalled for more than ``stall_ms``."""
     bad = []
+    during = r.get("probe_during") or {}
+    slowest = max(during.get("max_ms") or 0, during.get("hello_max_ms") or 0)
+    if slowest > stall_ms or during.get("lost"):
+        bad.append(f"others stalled: {slowest:.0f} ms, {during.get('lost')} message(s) lost")
     if "error" in r:
         bad.append(r["error"])
     if r.get("others_dropped"):
@@ -86,7 +94,8 @@ def verdict(r: dict[str, Any]) -> list[str]:
     if r.get("tracebacks"):
         bad.append(f"{r['tracebacks']} traceback/ERROR lines")
     if r.get("extra", {}).get("accepted"):
-        bad.append(f"look-alikes accepted: {r['extra']['accepted']}")
+        accepted = r["extra"]["accepted"]
+        bad.append(f"{len(accepted)} look-alikes welcomed, e.g. {'; '.join(accepted[:3])}")
     return bad
 
 
@@ -100,7 +109,7 @@ def _lat(w: dict[str, Any]) -> str:
     return f"{w['p50_ms']:.0f}/{w['p99_ms']:.0f}/{w['max_ms']:.0f}"
 
 
-def table(results: list[dict[str, Any]]) -> str:
+def table(results: list[dict[str, Any]], stall_ms: float) -> str:
     head = ["attack", "s", "RSS MiB b/peak/a", "fds b/peak/a", "CPU s",
             "probe ms p50/p99/max before", "during", "lost", "hello max ms",
             "dropped", "tb", "log lines"]  # fmt: skip
@@ -126,7 +135,7 @@ def table(results: list[dict[str, Any]]) -> str:
     lines.append("")
     for r in results:
         lines.append(f"{r['title']}: {r.get('attacker_got') or '-'}")
-        for problem in verdict(r):
+        for problem in verdict(r, stall_ms):
             lines.append(f"    !! {problem}")
         extra = {k: v for k, v in r.get("extra", {}).items() if k != "accepted"}
         if "restart" in r:
