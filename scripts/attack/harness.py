@@ -235,10 +235,14 @@ class Client:
 
     def pause(self) -> None:
         """Stop reading: what the server sends piles up in the kernel, then in its outbox."""
-        self.writer.transport.pause_reading()
+        transport = self.writer.transport
+        assert isinstance(transport, asyncio.ReadTransport)
+        transport.pause_reading()
 
     def resume(self) -> None:
-        self.writer.transport.resume_reading()
+        transport = self.writer.transport
+        assert isinstance(transport, asyncio.ReadTransport)
+        transport.resume_reading()
 
     async def close(self) -> None:
         self.writer.transport.abort()
