@@ -89,18 +89,27 @@ async def pipelined_rooms(ctx: Ctx) -> None:
             break
     await counter.close()
     ctx.extra["rooms_on_server"] = total
-    atk = await Client.named(ctx.port, "atk", rcvbuf=SMALL_RCVBUF)
-    await atk.settle()
-    atk.pause()
     burst = b"".join(frame({"type": "rooms", "id": i}) for i in range(1_500))
+    await _never_reading(ctx, None, burst, "1,500 rooms requests")
+
+
+async def _never_reading(ctx: Ctx, rooms: list[str] | None, burst: bytes, what: str) -> None:
+    """A client with a small receive buffer that reads nothing after its welcome (and its
+    replay) writes ``burst`` at once; until it is gone, then what had reached it."""
+    atk = await Client.named(ctx.port, "atk", rooms, rcvbuf=SMALL_RCVBUF)
+    await atk.settle()  # its joined, the replay and history_end
+    atk.pause()
     ctx.extra["write_bytes"] = len(burst)
     async with ctx.attack():
         atk.send_bytes(burst)
         dt, why = await _until_gone(ctx.server, "atk", ctx.write_timeout + 10)
         atk.resume()
         frames, end = await atk.drain_all(1.0)
-        ctx.got = (f"{len(burst):,} B of rooms requests; paused, then {why} after {dt:.1f} s; "
-                   f"read afterwards: {_fmt(_codes(frames)) or 'nothing'} ({end})")  # fmt: skip
+        read = _fmt(_codes(frames)) or "nothing"
+        ctx.got = (
+            f"{what} ({len(burst):,} B) in one write; paused, then {why} after {dt:.1f} s; "
+            f"read afterwards: {read} ({end})"
+        )
 
 
 async def _makers(port: int, rooms: int, per: int) -> list[Client]:
@@ -132,22 +141,10 @@ async def pipelined_history(ctx: Ctx) -> None:
             await writer.recv_until(lambda f: f["type"] == "ack")
     await writer.close()
     ctx.extra["stored_messages"] = count
-    atk = await Client.named(ctx.port, "atk", ["lobby"], rcvbuf=SMALL_RCVBUF)
-    await atk.settle()  # its joined, the replay and history_end
-    atk.pause()
     one = len(frame({"type": "history", "room": "lobby", "limit": 500, "id": 1000}))
     burst = b"".join(frame({"type": "history", "room": "lobby", "limit": 500, "id": 1000 + i})
                      for i in range(57_000 // one))  # fmt: skip
-    ctx.extra["write_bytes"] = len(burst)
-    async with ctx.attack():
-        atk.send_bytes(burst)
-        dt, why = await _until_gone(ctx.server, "atk", ctx.write_timeout + 10)
-        atk.resume()
-        frames, end = await atk.drain_all(1.0)
-        ctx.got = (
-            f"{57_000 // one:,} requests ({len(burst):,} B); paused, then {why} after "
-            f"{dt:.1f} s; read afterwards: {_fmt(_codes(frames)) or 'nothing'} ({end})"
-        )
+    await _never_reading(ctx, ["lobby"], burst, f"{57_000 // one:,} history requests")
 
 
 # ---------------------------------------------------------------------------- (c) ids
