@@ -64,8 +64,8 @@ async def test_operator_requests_are_forbidden_to_others(db: Path) -> None:
 
 async def test_kick_and_a_name_ban_evict_at_once_and_keep_out(db: Path) -> None:
     """An operator kicks (left kicked) and bans a name: the user is evicted at once (its
-    rooms see left with reason banned, it gets error banned and bye banned), and a new hello
-    with that name (any case) is refused with banned and closed."""
+    rooms see left with reason banned, it gets error banned and bye banned); nobody may nick
+    to that name, and a new hello with it (any case) is refused with banned and closed."""
     async with server_for(db) as server:
         host, port = server.address
         async with connect(host, port, name="oper", password=PASSWORD) as oper:
@@ -83,6 +83,9 @@ async def test_kick_and_a_name_ban_evict_at_once_and_keep_out(db: Path) -> None:
             assert [f["type"] for f in frames[-2:]] == ["error", "bye"]
             assert frames[-2]["code"] == "banned" and "spam" in frames[-2]["message"]
             assert frames[-1]["reason"] == "banned"
+            with pytest.raises(ServerError) as err:
+                await oper.nick("Mallory")  # nobody takes a banned name, not even by nick
+            assert err.value.code == "name_reserved" and "banned" in err.value.message
             again = await dial(server)
             again.send({"type": "hello", "name": "MALLORY", "version": 1})
             frames = await again.expect_closed()

@@ -353,5 +353,5 @@ class Operations(Protocol):
 
     def name_refusal(self, member: Any, key: str) -> str | None:
         """Why ``member`` may not take a name with the key ``key`` (registered to another
-        account), or None if it may."""
+        account, or banned), or None if it may."""
         ...

@@ -160,6 +160,9 @@ class Moderation:
     # ------------------------------------------------------------------ Operations
 
     def name_refusal(self, member: Any, key: str) -> str | None:
+        ban = self.bans.matching(None, key)
+        if ban is not None:
+            return "the name is banned"
         if self.auth is None:
             return None
         account = self.accounts.get(member.sink)
