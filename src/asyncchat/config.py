@@ -8,6 +8,7 @@
     ├── limits      Limits                 every resource bound (asyncchat.limits)
     ├── history     HistoryConfig          enabled, db, max, days, durability
     ├── auth        AuthConfig             db, registration, guests, server_password, ...
+    ├── redis, redis_lease                 the cluster's Redis (None: one process; cluster.md)
     └── motd, log_level, loop
 
 :func:`load_config` builds it from four layers, each overriding the one before: the defaults,
@@ -233,8 +234,30 @@ class ServerConfig:
     motd: str | None = None
     log_level: str = "info"
     loop: str = "auto"
+    #: The Redis shared by the nodes of a cluster, ``redis://HOST:PORT/DB`` (or ``rediss://``,
+    #: ``unix://``); None: one process, history in SQLite (docs/cluster.md).
+    redis: str | None = None
+    #: Seconds a cluster node's lease lasts: a dead node's names are free, and a paused node
+    #: is fenced, after this long (renewed every third of it).
+    redis_lease: float = 10.0
 
     def __post_init__(self) -> None:
+        if self.redis is not None and (
+            not isinstance(self.redis, str)
+            or not self.redis.startswith(("redis://", "rediss://", "unix://"))
+        ):
+            raise ConfigError(
+                f"redis must be a URL: redis://HOST:PORT/DB, rediss:// or unix://, not "
+                f"{self.redis!r}"
+            )
+        lease = self.redis_lease
+        if (
+            isinstance(lease, bool)
+            or not isinstance(lease, int | float)
+            or not (0 < lease < math.inf)
+        ):
+            raise ConfigError(f"redis_lease must be a positive number of seconds, not {lease!r}")
+        object.__setattr__(self, "redis_lease", float(lease))
         listeners = self.listeners
         if not isinstance(listeners, tuple | list) or not all(
             isinstance(x, Listener) for x in listeners
@@ -287,6 +310,8 @@ class ServerConfig:
             "motd": self.motd,
             "log_level": self.log_level,
             "loop": self.loop,
+            "redis": self.redis,
+            "redis_lease": self.redis_lease,
             "listeners": [dataclasses.asdict(x) for x in self.listeners],
             "limits": dataclasses.asdict(self.limits),
             "history": dataclasses.asdict(self.history),
@@ -335,6 +360,8 @@ def _settings() -> dict[str, Setting]:
         ("motd", "", "motd"),
         ("log_level", "", "log_level"),
         ("loop", "", "loop"),
+        ("redis", "", "redis"),
+        ("redis_lease", "", "redis_lease"),
         ("host", "listener", "host"),
         ("port", "listener", "port"),
         ("tls_cert", "listener", "tls_cert"),
@@ -549,7 +576,13 @@ def _table(cls: type[Any], table: Any, where: str) -> Any:
 def from_dict(data: Mapping[str, Any]) -> ServerConfig:
     """A configuration from the file's tables (as ``tomllib`` gives them); settings the tables
     leave out keep their defaults. Raises ``ConfigError`` naming the dotted key."""
-    top = {"motd": "str | None", "log_level": "str", "loop": "str"}
+    top = {
+        "motd": "str | None",
+        "log_level": "str",
+        "loop": "str",
+        "redis": "str | None",
+        "redis_lease": "float",
+    }
     _refuse_unknown(data, [*top, "listeners", "limits", "history", "auth"], "")
     values: dict[str, Any] = {}
     for key, type_ in top.items():

@@ -79,6 +79,9 @@ class Hub:
         self.evictions: Counter[str] = Counter()
         #: error frames sent to clients (refused requests and connections), by code.
         self.refusals: Counter[str] = Counter()
+        #: Told ``(released, taken)`` name keys when a member gives up its name (it leaves) or
+        #: takes another (it renames): a cluster shares the names of all its nodes.
+        self.on_name: Callable[[str | None, str | None], None] | None = None
 
     def start(self) -> None:
         """The broker has started: the rooms that exist continue their seq from it."""
@@ -108,6 +111,8 @@ class Hub:
         m.alive = False  # nothing more is queued for it; what already was is still written
         if self.members.get(m.key) is m:
             del self.members[m.key]
+            if self.on_name is not None:
+                self.on_name(m.key, None)
 
     def evict(
         self,
@@ -236,6 +241,8 @@ class Hub:
         del self.members[m.key]
         for room in m.rooms.values():
             del room.members[m.key]
+        if self.on_name is not None and key != m.key:
+            self.on_name(m.key, key)
         m.name, m.key = new, key
         self.members[key] = m
         for room in m.rooms.values():

@@ -19,7 +19,7 @@ from .backends import LocalBroker, SQLiteStore
 from .backends.accounts import SQLiteAccounts
 from .codecs.classic import ClassicCodec
 from .codecs.line import LineCodec
-from .errors import ConfigError, StoreError
+from .errors import ConfigError, ErrorCode, StoreError
 from .fanout import Member
 from .hub import Hub, Pending
 from .interfaces import Broker, HistoryStore
@@ -31,6 +31,7 @@ from .transports.moderation import Moderation
 from .transports.tcp import CodecFactory
 
 if TYPE_CHECKING:
+    from .backends.redis import RedisBroker
     from .config import AuthConfig, ServerConfig
 
 __all__ = ["ChatServer", "run_server"]
@@ -57,7 +58,10 @@ class ChatServer:
     message survives a crash of the server) or ``"power"`` (of the machine too); ``tls_cert``
     and ``tls_key`` (PEM files, both or neither) serve TLS 1.2+ only; ``auth`` (an
     :class:`~asyncchat.config.AuthConfig`) turns accounts on, kept in ``auth.db`` or else the
-    history file ``db`` (see docs/security.md). Raises
+    history file ``db`` (see docs/security.md). ``redis`` (a URL) makes the server a node of a
+    cluster that shares rooms, names and history through that Redis (docs/cluster.md):
+    ``store``/``durability``/``history_days`` are then unused, ``history_max`` bounds each
+    room's log (10,000 by default), and ``redis_lease`` is the node's lease. Raises
     :class:`~asyncchat.errors.ConfigError` for an unknown or invalid option or an unusable
     database, and ``OSError`` from :meth:`start` when an address cannot be bound.
     """
@@ -78,10 +82,12 @@ class ChatServer:
         tls_cert: str | None = None,
         tls_key: str | None = None,
         auth: AuthConfig | None = None,
+        redis: str | None = None,
+        redis_lease: float = 10.0,
         **limit_kwargs: Any,
     ) -> None:
         if config is not None:
-            options = (motd, limits, db, history_max, history_days, tls_cert, tls_key, auth)
+            options = (motd, limits, db, history_max, history_days, tls_cert, tls_key, auth, redis)
             given = limit_kwargs or any(o is not None for o in options)
             if given or (host, port, durability) != ("127.0.0.1", 1234, "process"):
                 raise ConfigError("pass either config= or options, not both")
@@ -96,6 +102,7 @@ class ChatServer:
             ]
             auth = config.auth
             accounts_db: str | None = config.accounts_path()
+            redis, redis_lease = config.redis, config.redis_lease
         else:
             if limits is not None and limit_kwargs:
                 raise ConfigError("pass either limits= or limit keyword arguments, not both")
@@ -104,14 +111,20 @@ class ChatServer:
             accounts_db = None if auth is None else auth.db or db
         self.limits = limits
         self.motd = motd
-        if store is None and db is not None:
-            store = SQLiteStore(
-                db, history_max=history_max, history_days=history_days, durability=durability
-            )
-        self.store = store
-        self.broker: Broker[Pending] = LocalBroker(
-            store, idempotency_window=limits.idempotency_window
-        )
+        #: The cluster's broker when ``redis`` is given (chosen here, once: one node pays
+        #: nothing for the cluster).
+        self.cluster: RedisBroker[Pending] | None = None
+        if redis is not None:
+            self.cluster = _cluster_broker(redis, redis_lease, history_max, limits)
+            self.store = None
+            self.broker: Broker[Pending] = self.cluster
+        else:
+            if store is None and db is not None:
+                store = SQLiteStore(
+                    db, history_max=history_max, history_days=history_days, durability=durability
+                )
+            self.store = store
+            self.broker = LocalBroker(store, idempotency_window=limits.idempotency_window)
         self.hub = Hub(limits, self.broker)
         #: The accounts and bans (None: no accounts, everyone a guest, bans in memory only).
         self.accounts = None if accounts_db is None else SQLiteAccounts(accounts_db)
@@ -135,6 +148,8 @@ class ChatServer:
             store=self.accounts,
         )
         self.admission.moderation = self.moderation
+        if self.cluster is not None:
+            self._join_cluster(self.cluster)
         if any((c is None) != (k is None) for *_, c, k in specs):
             raise ConfigError("tls_cert and tls_key go together: give both or neither")
         #: How late the watchdog's timer fires: the event loop's lag (for /metrics).
@@ -191,6 +206,8 @@ class ChatServer:
                 await self.moderation.start()  # the bans, before anyone is accepted
             except StoreError as exc:
                 raise ConfigError(f"cannot read the bans: {exc}") from None
+            if self.cluster is not None:
+                await self.cluster.connect()
             for listener in self.listeners:
                 await listener.start()
             # No await from here on until served: nobody is served without the store.
@@ -200,6 +217,8 @@ class ChatServer:
                 listener.close()
             self.broker.close()
             self._close_access()
+            if self.cluster is not None:
+                await self.cluster.wait_closed()
             raise
         self.hub.start()
         soft = self.admission.fit_to_descriptors()
@@ -276,13 +295,7 @@ class ChatServer:
             for listener in self.listeners:
                 listener.close()
             log.info("shutting down: %d connection(s)", len(admission.connections))
-            self.hub.flush()
-            bye = wire.bye(reason)
-            for conn in list(admission.connections):
-                m = conn.session.member
-                if m is not None:
-                    self.hub.remove_member(m, "disconnect")
-                conn.close(bye)
+            self._disconnect_all(wire.bye(reason))
             tasks = list(admission.connections.values())
             if tasks:
                 _, pending = await asyncio.wait(tasks, timeout=self.limits.shutdown_grace)
@@ -301,8 +314,48 @@ class ChatServer:
         finally:
             self.broker.close()  # commits what is queued: stored, though no longer acked
             self._close_access()
+            if self.cluster is not None:
+                await self.cluster.wait_closed()
             self._closed.set()
         log.info("server closed")
+
+    def _disconnect_all(self, bye: bytes) -> None:
+        """Take every member out of its rooms (``left`` ``disconnect``) and close every
+        connection after ``bye``."""
+        self.hub.flush()
+        for conn in list(self.admission.connections):
+            m = conn.session.member
+            if m is not None:
+                self.hub.remove_member(m, "disconnect")
+            conn.close(bye)
+
+    def _join_cluster(self, cluster: RedisBroker[Pending]) -> None:
+        """Wire the cluster broker to the hub and admission: names claimed across the nodes,
+        and what a node does when Redis lost its data or the node its lease."""
+        hub = self.hub
+        self.admission.claim = cluster.claim
+        hub.on_name = cluster.name_changed
+
+        def reset() -> None:
+            self._disconnect_all(
+                wire.bye("shutdown", "the cluster lost its history: reconnect and resume")
+            )
+            for room in hub.rooms.values():
+                room.seq = room.committed = 0
+                room.topic = None
+
+        def fenced() -> None:
+            self._disconnect_all(wire.bye("shutdown", "this node lost its cluster lease"))
+
+        def name_lost(key: str) -> None:
+            m = hub.members.get(key)
+            if m is not None:
+                why = "another node's member has this name"
+                hub.evict(m, "disconnect", why, code=ErrorCode.NAME_TAKEN)
+
+        cluster.on_reset = reset
+        cluster.on_fenced = fenced
+        cluster.on_name_lost = name_lost
 
     async def __aenter__(self) -> ChatServer:
         await self.start()
@@ -393,6 +446,24 @@ class ChatServer:
             return False
         self.hub.evict(m, "kicked", reason, abort=False)
         return True
+
+
+def _cluster_broker(
+    url: str, lease: float, history_max: int | None, limits: Limits
+) -> RedisBroker[Pending]:
+    """The Redis broker of a cluster node. Raises ``ConfigError`` when the ``cluster`` extra
+    (redis-py) is not installed."""
+    try:
+        from .backends.redis import RedisBroker
+    except ImportError:
+        raise ConfigError("--redis needs redis-py: pip install 'asyncchat[cluster]'") from None
+    return RedisBroker(
+        url,
+        no_token=(None, None),
+        history_max=history_max,
+        idempotency_window=limits.idempotency_window,
+        lease=lease,
+    )
 
 
 async def run_server(host: str = "127.0.0.1", port: int = 1234, **options: Any) -> None:

@@ -207,6 +207,20 @@ def _serve(sub: _Subparsers[argparse.ArgumentParser]) -> None:
         help=f"logging level (default: {cfg.log_level}; messages are logged at debug)",
     )
     serve.add_argument("--motd", help="message of the day, sent in welcome")
+    cluster = serve.add_argument_group("cluster (see docs/cluster.md)")
+    cluster.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share rooms, names and history with the other nodes through this Redis "
+        "(redis://HOST:PORT/DB); --db and --durability are then unused",
+    )
+    cluster.add_argument(
+        "--redis-lease",
+        type=positive(float),
+        metavar="SECONDS",
+        help=f"a dead node's names are free, a paused node fenced, after this long "
+        f"(default: {cfg.redis_lease})",
+    )
 
     limits = serve.add_argument_group("limits (see docs/limits.md)")
     for f in dataclasses.fields(Limits):

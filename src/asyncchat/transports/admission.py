@@ -4,8 +4,8 @@ One place for every transport and listener. At accept, :meth:`Admission.refusal`
 bans, ``max_connections`` and ``max_per_ip`` across all listeners; after a valid ``hello``,
 :meth:`Admission.admit` runs what must happen before the name is given: authentication (a
 registered name only for its account, guests, the server password: see ``asyncchat.auth``),
-account and name bans, and reclaiming a name from a connection that died without a FIN (next:
-cluster name claims).
+account and name bans, reclaiming a name from a connection that died without a FIN, and in a
+cluster the name's claim across the nodes (:attr:`Admission.claim`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..auth import Authenticator
-from ..errors import ErrorCode, ProtocolError
+from ..errors import ErrorCode, ProtocolError, StoreError
 from ..events import Hello
 from ..hub import Hub
 from ..validation import user_key
@@ -81,6 +81,10 @@ class Admission:
         #: Connections accepted at the most: ``max_connections``, or fewer when the process's
         #: open-file limit would run out first (see :meth:`fit_to_descriptors`).
         self.capacity = self.limits.max_connections
+        #: In a cluster, ``await claim(name_key)`` takes the name across the nodes (False: a
+        #: member of another node has it; raises ``StoreError`` when the cluster cannot be
+        #: asked); None on one node.
+        self.claim: Callable[[str], Awaitable[bool]] | None = None
 
     def fit_to_descriptors(self) -> int | None:
         """Lower :attr:`capacity` to what the open-file limit (``RLIMIT_NOFILE``, soft) leaves
@@ -157,7 +161,9 @@ class Admission:
         the holder is pinged and, if nothing comes back within ``RECLAIM_TIMEOUT``, evicted
         (its rooms see ``left`` ``timeout``). Works for a holder on any transport that carries
         pings, through its sink; a text-door holder (no pings) keeps the name: the newcomer gets
-        ``name_taken``."""
+        ``name_taken``. Last, in a cluster, the name is claimed from the other nodes
+        (``name_taken`` when one of them holds it, ``history_unavailable`` when the cluster
+        cannot be asked)."""
         key = user_key(hello.name)
         account = None
         if self.auth is not None:
@@ -177,6 +183,25 @@ class Admission:
                 moderation.accounts.pop(conn, None)
         if conn.closed:
             return
+        await self._reclaim(key)
+        if self.claim is not None and key not in self.hub.members and not conn.closed:
+            try:
+                ok = await self.claim(key)
+            except StoreError as exc:
+                raise ProtocolError(
+                    ErrorCode.HISTORY_UNAVAILABLE,
+                    f"the cluster cannot be reached: {exc}",
+                    ref=hello.id,
+                ) from None
+            if not ok:
+                raise ProtocolError(
+                    ErrorCode.NAME_TAKEN,
+                    f"the name {hello.name!r} is taken (on another node)",
+                    ref=hello.id,
+                )
+
+    async def _reclaim(self, key: str) -> None:
+        """Reclaim name ``key`` from a silent holder on this node (see :meth:`admit`)."""
         holder = self.hub.members.get(key)
         if holder is None:
             return
