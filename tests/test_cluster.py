@@ -300,6 +300,7 @@ class Node:
                 "1000000",
                 "--log-level",
                 "info",
+                "--no-web",
             ],
             stdin=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
