@@ -41,7 +41,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from ..errors import ConfigError, StoreError
-from ..interfaces import Deliver, Page, Record, RoomTopic
+from ..interfaces import Deliver, Page, Record, Refuse, RoomTopic
 from ..limits import DEFAULT_IDEMPOTENCY_WINDOW
 from . import redis_scripts as lua
 
@@ -109,6 +109,7 @@ class RedisBroker(Generic[T]):
         #: Called with a name key this node claimed by a rename but another node holds.
         self.on_name_lost: Callable[[str], None] = _nothing_for
         self._deliver: Deliver[T] | None = None
+        self._refuse: Refuse[T] | None = None
         #: The connection pool (typed loosely: redis-py's replies are unions of every RESP type).
         self._redis: Any = None
         self._node = _new_id()
@@ -148,8 +149,9 @@ class RedisBroker(Generic[T]):
         """This node's id (new at each start and after it was fenced)."""
         return self._node
 
-    def attach(self, deliver: Deliver[T]) -> None:
+    def attach(self, deliver: Deliver[T], refuse: Refuse[T] | None = None) -> None:
         self._deliver = deliver
+        self._refuse = refuse
 
     async def connect(self) -> None:
         """Reach Redis, check its settings, join the cluster (epoch, lease) and load every
@@ -431,9 +433,11 @@ class RedisBroker(Generic[T]):
 
     def _refused(self, batch: list[_Say], exc: ResponseError) -> None:
         """The script refused a batch before writing (epoch changed, or fenced)."""
-        for say in batch:
-            self._pending.pop(say[7], None)
         message = str(exc)
+        for say in batch:
+            entry = self._pending.pop(say[7], None)
+            if entry is not None and self._refuse is not None:
+                self._refuse(entry[0], f"the cluster refused the message: not posted ({message})")
         log.warning("Redis refused %d says: %s", len(batch), message)
         self._mark_down(RedisDown(f"the cluster refused the message: {message}"))
 
