@@ -432,3 +432,31 @@ async def test_a_paused_node_is_fenced_when_it_wakes(redis: RedisProcess) -> Non
         assert [t for _, t in (await room_log(redis.url)).values()] == ["now"]
         for c in (new, watcher):
             await c.close()
+
+
+async def test_three_nodes_posting_at_once_agree_on_one_order(redis: RedisProcess) -> None:
+    """Three nodes, a poster and a member on each, all posting at once: the room's seqs have no
+    gap, and every member on every node saw the same message under each seq."""
+    async with node(redis.url) as a, node(redis.url) as b, node(redis.url) as c:
+        servers = (a, b, c)
+        posters = [await Client.open(s.address, f"p{i}") for i, s in enumerate(servers)]
+        members = [await Client.open(s.address, f"m{i}") for i, s in enumerate(servers)]
+        texts = {}
+        for i in range(50):
+            for k, p in enumerate(posters):
+                ref = f"p{k}-{i}"
+                texts[ref] = ref
+                p.send({"type": "say", "room": "lobby", "text": ref, "id": ref})
+        async with asyncio.timeout(3 * WAIT):
+            for p in posters:
+                while len(p.acks) < 50:
+                    p.note(await p.recv())
+            for m in members:
+                while len(m.seen) < 150:
+                    m.note(await m.recv())
+        log = await room_log(redis.url)
+        assert len(log) == 150
+        check(log, [*posters, *members], texts)
+        assert members[0].seen == members[1].seen == members[2].seen == log
+        for x in (*posters, *members):
+            await x.close()
