@@ -92,8 +92,10 @@ _DATA_HOME = tempfile.TemporaryDirectory(prefix="asyncchat-test-data-")
 
 def pytest_configure(config: pytest.Config) -> None:
     """Before any test module is imported: servers started by the tests (the CLI's default
-    history file included) write under a temporary XDG_DATA_HOME, never the user's own."""
+    history file included) write under a temporary XDG_DATA_HOME, never the user's own; the
+    terminal client keeps its input history under a temporary XDG_STATE_HOME."""
     os.environ["XDG_DATA_HOME"] = _DATA_HOME.name
+    os.environ["XDG_STATE_HOME"] = os.path.join(_DATA_HOME.name, "state")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

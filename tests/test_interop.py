@@ -268,12 +268,13 @@ def test_say_gets_ack_others_get_message_with_contiguous_seq() -> None:
 
 
 def test_dm_reaches_recipient_and_sender_gets_ack() -> None:
-    """dm: the recipient gets dm, the sender a bare ack; an unknown name is no_such_user."""
+    """dm: the recipient gets dm, the sender an ack naming the recipient as the server spells
+    it; an unknown name is no_such_user."""
     with chat_server() as server:
         alice, bob = _pair(server)
         alice.send(type="dm", to="Bob", text="psst", id="d1")
         ack = alice.expect("ack", ref="d1")
-        assert set(ack) == {"type", "ref"}
+        assert set(ack) == {"type", "ref", "to"} and ack["to"] == "bob"
         dm = bob.expect("dm", to="bob", text="psst")
         assert dm["from"] == "alice" and isinstance(dm["ts"], float)
 

@@ -119,12 +119,12 @@ async def test_away_is_announced_listed_by_who_and_returned_to_a_dm(raw: Opener)
     assert who["names"] == ["alice", "bob"] and who["away"] == {"bob": "at lunch"}
     alice.send({"type": "dm", "to": "BOB", "text": "ping", "id": 2})
     ack = await alice.recv_type("ack")
-    assert ack == {"type": "ack", "ref": 2, "away": "at lunch"}
+    assert ack == {"type": "ack", "ref": 2, "to": "bob", "away": "at lunch"}
     bob.send({"type": "away", "id": "b"})
     assert "message" not in await bob.recv_match(type="away", ref="b")
     assert await alice.recv_type("away") == {"type": "away", "name": "bob"}
     alice.send({"type": "dm", "to": "bob", "text": "back?", "id": 3})
-    assert await alice.recv_type("ack") == {"type": "ack", "ref": 3}
+    assert await alice.recv_type("ack") == {"type": "ack", "ref": 3, "to": "bob"}
 
 
 async def test_away_unchanged_is_not_announced_again(raw: Opener) -> None:

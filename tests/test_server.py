@@ -141,7 +141,8 @@ async def test_dm(raw: Opener) -> None:
     b = await raw("bob")
     c = await raw("carol")
     a.send({"type": "dm", "to": "BOB", "text": "psst", "id": 4})
-    assert await a.recv_type("ack") == {"type": "ack", "ref": 4}
+    # the ack names the recipient as the server spells it (the client typed BOB)
+    assert await a.recv_type("ack") == {"type": "ack", "ref": 4, "to": "bob"}
     dm = await b.recv_type("dm")
     assert (dm["from"], dm["to"], dm["text"]) == ("alice", "bob", "psst")
     a.send({"type": "dm", "to": "nobody", "text": "x", "id": 5})

@@ -546,7 +546,7 @@ REPLIES: list[tuple[dict[str, Any], Callable[[Any, float], Event]]] = [
         lambda ref, ts: WhoReply(room="lobby", names=("alice", "bob"), ref=ref),
     ),
     ({"type": "rooms"}, lambda ref, ts: RoomList(rooms=(RoomInfo("lobby", 2),), ref=ref)),
-    ({"type": "dm", "to": "BOB", "text": "psst"}, lambda ref, ts: Ack(ref=ref)),
+    ({"type": "dm", "to": "BOB", "text": "psst"}, lambda ref, ts: Ack(ref=ref, to="bob")),
     (_say("hi"), lambda ref, ts: Ack(ref=ref, room="lobby", seq=1, ts=ts)),
     (
         _say("waves", room="Lobby") | {"action": True},

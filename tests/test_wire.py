@@ -103,7 +103,11 @@ CASES: list[tuple[str, Callable[[], bytes], Event]] = [
         lambda: wire.ack(None, "lobby", 4, 5.0),
         Ack(room="lobby", seq=4, ts=5.0),
     ),
-    ("ack", lambda: wire.ack("d2", away="at lunch"), Ack(ref="d2", away="at lunch")),
+    (
+        "ack",
+        lambda: wire.ack("d2", to="Bob", away="at lunch"),
+        Ack(ref="d2", to="Bob", away="at lunch"),
+    ),
     ("joined", lambda: wire.joined("lobby", "bob"), Joined(room="lobby", name="bob")),
     ("joined", lambda: wire.joined("lobby", "bob", 1), Joined(room="lobby", name="bob", ref=1)),
     (
@@ -115,6 +119,11 @@ CASES: list[tuple[str, Callable[[], bytes], Event]] = [
         "left",
         lambda: wire.left("lobby", "bob", "leave", "x"),
         Left(room="lobby", name="bob", reason="leave", ref="x"),
+    ),
+    (
+        "left",
+        lambda: wire.left("lobby", "bob", "quit", message="gone fishing"),
+        Left(room="lobby", name="bob", reason="quit", message="gone fishing"),
     ),
     ("renamed", lambda: wire.renamed("bob", "robert"), Renamed(old="bob", new="robert")),
     (

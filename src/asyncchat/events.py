@@ -489,6 +489,8 @@ class Ack(Event):
     room: str | None = _m(_str, None)
     seq: int | None = _m(_seq, None)
     ts: float | None = _m(_num, None)
+    #: For a ``dm``: the recipient's name as the server spells it.
+    to: str | None = _m(_str, None)
     #: For a ``dm`` to someone away: their away message.
     away: str | None = _m(_str, None)
 
@@ -507,6 +509,8 @@ class Left(Event):
     room: str = _m(_str)
     name: str = _m(_str)
     reason: str = _m(_str)
+    #: The reason a member gave with its ``quit``.
+    message: str | None = _m(_str, None)
     ref: Ref | None = _m(_ref, None)
 
 

@@ -100,14 +100,15 @@ class Hub:
         self.members[m.key] = m
         return m
 
-    def remove_member(self, m: Member, reason: str) -> None:
-        """Take ``m`` out of every room (each is told ``left`` with ``reason``). Idempotent."""
+    def remove_member(self, m: Member, reason: str, message: str | None = None) -> None:
+        """Take ``m`` out of every room (each is told ``left`` with ``reason``, and the
+        member's own ``message`` if given: the reason of a ``quit``). Idempotent."""
         if not m.alive:
             return
         if reason != "quit" and reason != "disconnect":
             self.evictions[reason] += 1
         for room in list(m.rooms.values()):
-            self._part(m, room, reason, None, notify_self=False)
+            self._part(m, room, reason, None, notify_self=False, message=message)
         m.alive = False  # nothing more is queued for it; what already was is still written
         if self.members.get(m.key) is m:
             del self.members[m.key]
@@ -213,9 +214,16 @@ class Hub:
         self._part(m, self._my_room(m, name, ref), "leave", ref, notify_self=True)
 
     def _part(
-        self, m: Member, room: Room, reason: str, ref: Ref | None, *, notify_self: bool
+        self,
+        m: Member,
+        room: Room,
+        reason: str,
+        ref: Ref | None,
+        *,
+        notify_self: bool,
+        message: str | None = None,
     ) -> None:
-        frame = wire.left(room.name, m.name, reason)
+        frame = wire.left(room.name, m.name, reason, message=message)
         self.fanout.leaving(m, room)
         del room.members[m.key]
         del m.rooms[room.key]
@@ -229,7 +237,8 @@ class Hub:
         log.info("%s left %s (%s)", m.name, room.name, reason)
 
     def rename(self, m: Member, new: str, ref: Ref | None = None) -> None:
-        """Rename ``m``; everyone sharing a room with it, and ``m``, get ``renamed``.
+        """Rename ``m``; everyone sharing a room with it, and ``m``, get ``renamed`` (only
+        ``m`` when the name is the same).
         Raises ``name_invalid`` or ``name_taken`` (renaming to a different case of one's own
         name is allowed)."""
         check_name(new)
@@ -238,6 +247,9 @@ class Hub:
         if (other is not None and other is not m) or key == _SERVER_KEY:
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {new!r} is taken", ref=ref)
         old = m.name
+        if new == old:  # nothing changes: the requester alone is answered
+            self.send(m, wire.renamed(old, new, ref))
+            return
         del self.members[m.key]
         for room in m.rooms.values():
             del room.members[m.key]
@@ -380,7 +392,7 @@ class Hub:
         if target is None:
             raise ProtocolError(ErrorCode.NO_SUCH_USER, f"nobody is called {to!r}", ref=ref)
         self.send(target, wire.dm(m.name, target.name, text, self.clock()))
-        self.send(m, wire.ack(ref, away=target.away))
+        self.send(m, wire.ack(ref, to=target.name, away=target.away))
         log.debug("%s sent a dm to %s", m.name, target.name)
 
     # ------------------------------------------------------------------ queries

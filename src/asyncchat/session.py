@@ -121,6 +121,8 @@ class Session:
         self.motd = motd
         self.member: Member | None = None
         self.closing = False
+        #: The reason given with ``quit``, told to the rooms it leaves.
+        self.quit_reason: str | None = None
         self._hellos = 0
         #: The hello being admitted: its rooms by key, and the resume positions by key.
         self._admitting: tuple[Hello, dict[str, str], dict[str, int]] | None = None
@@ -221,9 +223,10 @@ class Session:
                 self.send(wire.pong(data))
             case Pong():
                 pass  # any frame proves liveness; the connection layer noted it
-            case Quit():
+            case Quit(reason=reason):
                 # The connection leaves once the acks of messages still being stored went out.
                 self.closing = True
+                self.quit_reason = (reason or "")[: self._max_text] or None
             case _:
                 raise ProtocolError(
                     ErrorCode.BAD_REQUEST,

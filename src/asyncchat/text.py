@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
-from .errors import UsageError
+from .errors import ProtocolError, UsageError
 from .events import (
     Away,
     AwayRequest,
@@ -39,6 +39,7 @@ from .events import (
     RoomInfo,
     RoomsRequest,
     Say,
+    SearchRequest,
     SendDm,
     ServerEvent,
     Topic,
@@ -47,8 +48,10 @@ from .events import (
     Welcome,
     WhoRequest,
 )
+from .validation import check_name
 
 __all__ = [
+    "ALIASES",
     "HELP",
     "OPERATOR_HELP_LINES",
     "UNAVAILABLE",
@@ -62,6 +65,7 @@ __all__ = [
     "format_event",
     "operator_request",
     "parse_command",
+    "room_arg",
     "rooms_line",
     "talking_line",
     "who_line",
@@ -79,6 +83,7 @@ OPERATOR_HELP_LINES = """\
 HELP = (
     """\
 commands:
+  (a ROOM may be written #room; IRC's /j, /part, /names and /list work too)
   TEXT               say TEXT in the current room (//TEXT sends a line that starts with /)
   /join ROOM         join ROOM (creating it) and make it the current room
   /leave [ROOM]      leave ROOM (default: the current room)
@@ -89,7 +94,8 @@ commands:
   /rooms             every room and how many are in it
   /topic [TEXT]      the current room's topic; with TEXT, set it
   /away [MESSAGE]    mark yourself away with MESSAGE; without one, back
-  /quit [REASON]     leave the chat
+  /search WORDS      the room's past messages with all of WORDS, newest first
+  /quit [REASON]     leave the chat (the others see REASON)
   /register PASSWORD register your name as an account (where registration is open)
 operators only:
 """
@@ -101,8 +107,9 @@ operators only:
 
 def escape(text: str, *, newlines: bool = False) -> str:
     """``text`` with every control or format character made visible (``\\x1b``, ``\\u202e``),
-    so that a peer cannot move the cursor, recolour or reorder the terminal. With ``newlines``,
-    ``\\n`` is kept (and indented by the caller)."""
+    so that a peer cannot move the cursor, recolour or reorder the terminal; the zero-width
+    joiners (U+200C, U+200D) are kept. With ``newlines``, ``\\n`` is kept (and indented by
+    the caller)."""
     pattern = _UNSAFE_BUT_NEWLINE if newlines else _UNSAFE
     if pattern.search(text) is None:
         return text  # the common case, at C speed: the line door renders every message this way
@@ -114,10 +121,11 @@ def _visible(m: re.Match[str]) -> str:
     return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
 
 
-# Format characters that reorder or hide text (bidi controls, zero-width, BOM) and the line and
-# paragraph separators.
+# Format characters that reorder or hide text (bidi controls, zero-width space, BOM) and the
+# line and paragraph separators. The joiners U+200C and U+200D stay: emoji sequences (families,
+# skin tones, flags) and Persian and Indic scripts need them, and they move nothing.
 _INVISIBLE = (
-    "\u061c\u200b\u200c\u200d\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e"
+    "\u061c\u200b\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e"
     "\u2060\u2066\u2067\u2068\u2069\ufeff"
 )
 # Controls (C0, DEL, C1) and the invisible characters; the second keeps the newline.
@@ -144,9 +152,11 @@ def format_event(event: ServerEvent, me: str) -> str | None:
         case Joined(room=room, name=name):
             who = "you" if name == me else escape(name)
             return f"-> {who} joined #{escape(room)}"
-        case Left(room=room, name=name, reason=reason):
+        case Left(room=room, name=name, reason=reason, message=message):
             who = "you" if name == me else escape(name)
             why = "" if reason == "leave" else f" ({escape(reason)})"
+            if message:
+                why = f" ({escape(reason)}: {escape(message)})"
             return f"<- {who} left #{escape(room)}{why}"
         case Renamed(old=old, new=new):
             return f"-- {escape(old)} is now known as {escape(new)}"
@@ -193,7 +203,8 @@ def parse_command(line: str, room: str) -> Command:
     """The request a typed ``line`` makes, ``room`` being the current room: plain text (or
     ``//TEXT``, for a line that starts with ``/``) is a :class:`~asyncchat.events.Say` there;
     ``/join``, ``/leave``, ``/nick``, ``/msg``, ``/me``, ``/who``, ``/rooms``, ``/topic``,
-    ``/away`` and ``/quit`` are their events (see :data:`HELP`). Raises
+    ``/away``, ``/search`` and ``/quit`` are their events (see :data:`HELP`; IRC's names in
+    :data:`ALIASES`, and a room may be written ``#room``). Raises
     :class:`~asyncchat.errors.UsageError` with the line to show for a malformed, unknown or
     unavailable command."""
     if not line.startswith("/") or line.startswith("//"):
@@ -201,13 +212,18 @@ def parse_command(line: str, room: str) -> Command:
         return Say(room=room, text=text) if text else None
     cmd, _, rest = line[1:].partition(" ")
     rest = rest.strip()
-    match cmd.lower():
+    match ALIASES.get(cmd.lower(), cmd.lower()):
         case "join":
-            return Join(room=_one(rest, "/join ROOM"))
+            return Join(room=room_arg(_one(rest, "/join ROOM")))
         case "leave":
-            return Leave(room=rest or room)
+            return Leave(room=room_arg(_one(rest, "/leave [ROOM]")) if rest else room)
         case "nick":
-            return Nick(name=_one(rest, "/nick NAME"))
+            name = _one(rest, "/nick NAME", what="a name")
+            try:
+                check_name(name)
+            except ProtocolError as exc:
+                raise UsageError(f"{exc.message}: {escape(name)!r}") from None
+            return Nick(name=name)
         case "msg":
             to, _, text = rest.partition(" ")
             if not to or not text.strip():
@@ -218,7 +234,7 @@ def parse_command(line: str, room: str) -> Command:
                 raise UsageError("usage: /me TEXT")
             return Say(room=room, text=rest, action=True)
         case "who":
-            return WhoRequest(room=rest or room)
+            return WhoRequest(room=room_arg(_one(rest, "/who [ROOM]")) if rest else room)
         case "rooms":
             if rest:
                 raise UsageError("usage: /rooms")
@@ -227,6 +243,10 @@ def parse_command(line: str, room: str) -> Command:
             return TopicRequest(room=room, text=rest or None)
         case "away":
             return AwayRequest(message=rest or None)
+        case "search":
+            if not rest:
+                raise UsageError("usage: /search WORDS")
+            return SearchRequest(room=room, words=rest)
         case "quit":
             return Quit(reason=rest or None)
         case "help":
@@ -240,15 +260,32 @@ def parse_command(line: str, room: str) -> Command:
     raise UsageError(f"unknown command /{escape(cmd)}; /help lists the commands")
 
 
-def _one(rest: str, usage: str) -> str:
-    if not rest or " " in rest:
+#: IRC's names of the commands.
+ALIASES = {"j": "join", "part": "leave", "names": "who", "list": "rooms", "exit": "quit"}
+
+
+def room_arg(text: str) -> str:
+    """A room as typed: ``#dev`` or ``dev`` (the ``#`` is how rooms are shown)."""
+    room = text[1:] if text.startswith("#") else text
+    if not room:
+        raise UsageError("a room needs a name after the '#'")
+    return room
+
+
+def _one(rest: str, usage: str, *, what: str = "it") -> str:
+    if not rest:
         raise UsageError(f"usage: {usage}")
+    if " " in rest:
+        no_space = "" if what == "it" else f"{what} cannot contain spaces; "
+        raise UsageError(f"{no_space}usage: {usage}")
     return rest
 
 
-def who_line(room: str, names: Iterable[str]) -> str:
-    """The answer to ``/who``."""
-    return f"-- #{escape(room)}: {', '.join(escape(n) for n in names)}"
+def who_line(room: str, names: Iterable[str], away: Mapping[str, str] | None = None) -> str:
+    """The answer to ``/who`` (``away``: the away message of those away)."""
+    away = away or {}
+    listed = (escape(n) + (f" (away: {escape(away[n])})" if n in away else "") for n in names)
+    return f"-- #{escape(room)}: {', '.join(listed)}"
 
 
 def rooms_line(rooms: Iterable[RoomInfo]) -> str:

@@ -113,10 +113,11 @@ def ack(
     seq: int | None = None,
     ts: float | None = None,
     *,
+    to: str | None = None,
     away: str | None = None,
 ) -> bytes:
-    """``ack``: a ``say`` (with its room, seq and ts) or a ``dm`` (without; ``away``: the
-    recipient's away message) was accepted."""
+    """``ack``: a ``say`` (with its room, seq and ts) or a ``dm`` (without; ``to``: the
+    recipient's name as the server spells it, ``away``: their away message) was accepted."""
     obj: dict[str, Any] = {"type": "ack"}
     if room is not None:
         obj["room"] = room
@@ -124,6 +125,8 @@ def ack(
         obj["ts"] = ts
     if ref is not None:
         obj["ref"] = ref
+    if to is not None:
+        obj["to"] = to
     if away is not None:
         obj["away"] = away
     return _frame(obj)
@@ -137,9 +140,14 @@ def joined(room: str, name: str, ref: Ref | None = None) -> bytes:
     return _frame(obj)
 
 
-def left(room: str, name: str, reason: str, ref: Ref | None = None) -> bytes:
-    """``left``: ``name`` is no longer in ``room``, for ``reason``."""
+def left(
+    room: str, name: str, reason: str, ref: Ref | None = None, *, message: str | None = None
+) -> bytes:
+    """``left``: ``name`` is no longer in ``room``, for ``reason`` (``message``: the reason
+    the member gave with its ``quit``)."""
     obj: dict[str, Any] = {"type": "left", "room": room, "name": name, "reason": reason}
+    if message:
+        obj["message"] = message
     if ref is not None:
         obj["ref"] = ref
     return _frame(obj)

@@ -42,6 +42,12 @@ def export(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> int
                 line = f"* {who} {body}" if rec.action else f"<{who}> {body}"
                 out.write(f"{stamp} #{escape(rec.name)} {line}\n")
         out.flush()
+    except BrokenPipeError:
+        # The reader had enough (``| head``): not an error. Quiet the interpreter's own flush
+        # of the dead pipe at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     finally:
         store.close()
     return 0

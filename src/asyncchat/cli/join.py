@@ -80,5 +80,8 @@ async def _run(args: argparse.Namespace, ssl: Any, creds: dict[str, Any]) -> int
         reconnect=not args.no_reconnect,
         give_up=args.give_up,
         ssl=ssl,
+        show_history=args.show_history,
+        color=not args.no_color,
+        bell=not args.no_bell,
         **creds,
     )

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import getpass
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import __version__
 from ..config import DURABILITIES, GUESTS, LOG_LEVELS, LOOPS, REGISTRATIONS, Listener, ServerConfig
@@ -20,7 +21,7 @@ from ..limits import Limits
 from ..tui import DEFAULT_GIVE_UP
 from .accounts import add_parser as add_accounts_parser
 
-__all__ = ["DEFAULT_DB_HELP", "build_parser", "port", "positive", "when"]
+__all__ = ["DEFAULT_DB_HELP", "build_parser", "port", "positive", "room", "when"]
 
 #: What ``add_subparsers`` returns (a private class of argparse).
 _Subparsers = argparse._SubParsersAction
@@ -107,9 +108,31 @@ def when(text: str) -> float:
         ) from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """Says a bad argument in one line, without the whole usage block (``--help`` has it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def room(text: str) -> str:
+    """A room as the user writes it: ``#dev`` or ``dev`` (the ``#`` is the display's)."""
+    name = text[1:] if text.startswith("#") else text
+    if not name:
+        raise argparse.ArgumentTypeError(f"no room name in {text!r}")
+    return name
+
+
+def _login_name() -> str | None:
+    try:
+        return getpass.getuser() or None
+    except (KeyError, OSError):  # no name for this uid
+        return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``asyncchat``'s command line."""
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="asyncchat", description="A fast, self-hosted asyncio chat service."
     )
     parser.add_argument("--version", action="version", version=f"asyncchat {__version__}")
@@ -315,7 +338,7 @@ def _history(sub: _Subparsers[argparse.ArgumentParser]) -> None:
         metavar="PATH",
         help=f"the server's history file (default: $ASYNCCHAT_DB, else {DEFAULT_DB_HELP})",
     )
-    export.add_argument("--room", required=True, help="the room")
+    export.add_argument("--room", required=True, type=room, help="the room (#room or room)")
     export.add_argument(
         "--since",
         type=when,
@@ -368,14 +391,31 @@ def _join(sub: _Subparsers[argparse.ArgumentParser]) -> None:
         help="log in with the bot token in FILE (else $ASYNCCHAT_PASSWORD, else a prompt when "
         "the name is registered)",
     )
-    join.add_argument("--name", required=True, help="your name (1-32 characters, no spaces)")
+    login = _login_name()
+    join.add_argument(
+        "--name",
+        required=login is None,
+        default=login,
+        help="your name (1-32 characters, no spaces; default: your login name"
+        + (f", {login})" if login else ")"),
+    )
     join.add_argument(
         "--room",
         action="append",
         dest="rooms",
+        type=room,
         metavar="ROOM",
-        help="room to join (repeatable; default: lobby)",
+        help="room to join, #room or room (repeatable; default: lobby)",
     )
+    join.add_argument(
+        "--show-history",
+        action="store_true",
+        help="piped: print the messages a room replays on join too (default: only new ones)",
+    )
+    join.add_argument(
+        "--no-color", action="store_true", help="no colours (also when NO_COLOR is set)"
+    )
+    join.add_argument("--no-bell", action="store_true", help="no bell when a message names you")
     join.add_argument(
         "--no-reconnect",
         action="store_true",
@@ -384,8 +424,7 @@ def _join(sub: _Subparsers[argparse.ArgumentParser]) -> None:
     join.add_argument(
         "--give-up",
         type=positive(float),
-        default=DEFAULT_GIVE_UP,
         metavar="SECONDS",
         help="stop reconnecting and exit 1 after this long without a connection "
-        "(default: %(default)g)",
+        f"(default: never in a terminal, {DEFAULT_GIVE_UP:g} with piped input)",
     )

@@ -39,6 +39,11 @@ async def serve(cfg: ServerConfig) -> int:
     """Serve until SIGINT, SIGTERM or ``/quit``, then shut down gracefully; returns the exit
     status (1: cannot listen). With a terminal on stdin, the operator's console runs too."""
     raise_fd_limit(cfg.limits.max_connections)
+    if not cfg.history.enabled and cfg.history.db:
+        log.warning(
+            "history is off (--no-history): %s keeps only the accounts and bans",
+            cfg.accounts_path(),
+        )
     server = ChatServer(config=cfg)
     try:
         await server.start()

@@ -121,6 +121,8 @@ class Connection:
         self.closed = False
         self.aborted = False
         self.why = "disconnect"
+        #: The last refusal of a hello on this connection (for the log), if any.
+        self.refused: str | None = None
         loop = asyncio.get_running_loop()
         self._time = loop.time
         self.last_activity = loop.time()
@@ -151,6 +153,8 @@ class Connection:
         if self.closed:
             return
         self.closed = True
+        if self.why == "disconnect":
+            self.why = "closed by the server"
         transport = self.transport
         if transport.is_closing():
             return
@@ -237,9 +241,11 @@ class Connection:
                         await asyncio.sleep(0)
             await self._quit()
         except asyncio.IncompleteReadError as exc:
-            self.why = "connection lost" + (" mid-frame" if exc.partial else "")
+            if not self.closed:  # else the server closed it, and why says so
+                self.why = "connection lost" + (" mid-frame" if exc.partial else "")
         except ConnectionError as exc:
-            self.why = f"connection lost ({exc.__class__.__name__})"
+            if not self.closed:
+                self.why = f"connection lost ({exc.__class__.__name__})"
         finally:
             self.finish()
         if not self.aborted:
@@ -272,6 +278,7 @@ class Connection:
             if exc.closes:
                 self.fail(exc)
             else:
+                self.refused = f"{exc.code}: {exc.message}"
                 session.send_error(exc)
 
     async def _relieve(self) -> None:
@@ -299,7 +306,7 @@ class Connection:
         # for what only a quit with messages in flight needs.
         while m.inflight and m.alive and not self.closed and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
-        self.hub.remove_member(m, "quit")
+        self.hub.remove_member(m, "quit", self.session.quit_reason)
 
     def fail(self, exc: ProtocolError) -> None:
         """Send the error (after whatever was queued before it) and a ``bye``, then close."""
@@ -323,7 +330,8 @@ class Connection:
         if m is not None:
             log.info("%s disconnected (%s)", m.name, "quit" if self.session.closing else self.why)
         else:
-            log.info("%s closed before hello (%s)", self.peer, self.why)
+            refused = "" if self.refused is None else f"; its hello was refused: {self.refused}"
+            log.info("%s closed before hello (%s%s)", self.peer, self.why, refused)
         self.hub.flush()  # what was queued for this client (the ack before its quit) goes first
         self.close()
 
