@@ -162,7 +162,7 @@ def test_db_with_no_history_is_refused_and_a_new_directory_is_said(tmp_path: Pat
         server.err.wait_for(r"WARNING history is off \(--no-history\): .*x\.db keeps only")
     db = tmp_path / "new" / "dir" / "h.db"
     with serve("--db", str(db)) as (server, _):
-        server.err.wait_for(rf"created the directory {tmp_path / 'new' / 'dir'}")
+        server.err.wait_for(rf"creating the directory {tmp_path / 'new' / 'dir'} for ")
     with serve("--db", ":memory:") as (server, _):
         server.err.wait_for(r"history in memory only")
         assert "durability" not in server.err.text

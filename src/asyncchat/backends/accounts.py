@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigError, StoreError
 from ..interfaces import Account, Ban
-from .sqlite import SQLiteStore, make_parent
+from .sqlite import SQLiteStore
 
 __all__ = ["SQLiteAccounts"]
 
@@ -44,7 +44,7 @@ class SQLiteAccounts:
     def __init__(self, path: str) -> None:
         self.path = path if path == ":memory:" else str(Path(path).expanduser())
         if path != ":memory:":
-            make_parent(self.path, "the accounts and bans")
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 5000")

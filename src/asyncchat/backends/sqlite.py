@@ -33,7 +33,7 @@ from ..interfaces import Page, Record, RoomTopic
 from ..stats import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
 from .sqlite_writer import LoopWriter, ThreadWriter, Topic
 
-__all__ = ["SQLiteStore", "make_parent"]
+__all__ = ["SQLiteStore"]
 
 log = logging.getLogger("asyncchat.storage")
 
@@ -133,19 +133,6 @@ _UPSERT_ROOM = (
 )
 
 
-def make_parent(path: str, what: str) -> None:
-    """Create the directory of the database file ``path`` if it is missing, and say so in
-    the log (``what`` the file is for). Raises ``ConfigError`` when it cannot be created."""
-    folder = Path(path).expanduser().parent
-    if folder.is_dir():
-        return
-    try:
-        folder.mkdir(parents=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create {folder} for {what}: {exc.strerror}") from None
-    log.warning("created the directory %s for %s", folder, what)
-
-
 def fts_query(words: str) -> str:
     """An FTS5 query matching texts with every one of ``words``, each quoted (so none is
     taken for an operator). Raises ``ValueError`` when there is no word."""
@@ -216,7 +203,7 @@ class SQLiteStore:
         on_lost: Callable[[list[tuple[Record, Any]]], None] | None = None,
     ) -> None:
         if not self.memory:
-            make_parent(self.path, "the history")
+            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
             self.path = str(Path(self.path).expanduser())
         write = self._connect()
         try:

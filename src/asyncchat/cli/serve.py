@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ..config import SETTINGS, ServerConfig, load_config
@@ -35,15 +36,24 @@ def configure(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
     return load_config(args.config, env, overrides)
 
 
-async def serve(cfg: ServerConfig) -> int:
-    """Serve until SIGINT, SIGTERM or ``/quit``, then shut down gracefully; returns the exit
-    status (1: cannot listen). With a terminal on stdin, the operator's console runs too."""
-    raise_fd_limit(cfg.limits.max_connections)
+def _say_files(cfg: ServerConfig) -> None:
+    """Log what is not obvious about the database files: a directory the server is about to
+    create for a file the user named, and a file named while history is off."""
+    given = cfg.auth.db or cfg.history.db  # named by the user (the default one: None)
+    if given and given != ":memory:" and not Path(given).expanduser().parent.is_dir():
+        log.warning("creating the directory %s for %s", Path(given).expanduser().parent, given)
     if not cfg.history.enabled and cfg.history.db:
         log.warning(
             "history is off (--no-history): %s keeps only the accounts and bans",
             cfg.accounts_path(),
         )
+
+
+async def serve(cfg: ServerConfig) -> int:
+    """Serve until SIGINT, SIGTERM or ``/quit``, then shut down gracefully; returns the exit
+    status (1: cannot listen). With a terminal on stdin, the operator's console runs too."""
+    raise_fd_limit(cfg.limits.max_connections)
+    _say_files(cfg)
     server = ChatServer(config=cfg)
     try:
         await server.start()
