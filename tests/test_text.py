@@ -22,7 +22,7 @@ from asyncchat.events import (
 )
 from asyncchat.text import escape, parse_command
 
-_INVISIBLE = "\u061c\u200b\u200d\u200e\u2028\u2029\u202e\u2066\ufeff"
+_INVISIBLE = "\u061c\u200b\u200e\u2028\u2029\u202e\u2066\ufeff"
 
 
 def _escape_by_hand(text: str, newlines: bool) -> str:
@@ -49,6 +49,8 @@ def test_escape_keeps_safe_text_and_the_joiners_of_emoji_scripts() -> None:
     """Text with nothing to escape comes back as it is (emoji, accents, CJK)."""
     text = "café 🎉 日本語 ünï"
     assert escape(text) is text
+    joined = "👨\u200d👩\u200d👧 \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # ZWJ, ZWNJ
+    assert escape(joined) is joined
     assert escape("a\x1b[31mb\u202ec\nd") == "a\\x1b[31mb\\u202ec\\x0ad"
 
 
