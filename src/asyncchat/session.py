@@ -100,6 +100,7 @@ class Session:
         "motd",
         "ops",
         "peer",
+        "quit_reason",
         "sink",
     )
 

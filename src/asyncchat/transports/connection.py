@@ -82,6 +82,7 @@ class Connection:
         "peer",
         "ping_at",
         "pings",
+        "refused",
         "reply_budget",
         "secure",
         "session",
