@@ -113,7 +113,7 @@ def test_terminal_asks_for_the_password_and_operator_commands_work(tmp_path: Pat
         boss.send("boss-pass1\r")
         boss.wait_screen(r"-> you joined #lobby")
         assert "boss-pass1" not in boss.text
-        boss.wait_prompt("#lobby>")
+        boss.wait_screen(r"^\[connected\] \[boss\]")  # the full-screen client's status bar
         boss.send("/ban name carol 1h too loud\r")
         frames = carol.until_closed()
         assert frames[-1]["type"] == "bye" and frames[-1]["reason"] == "banned", frames

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from asyncchat import wire
 from asyncchat.errors import ErrorCode, ProtocolError
 from asyncchat.events import (
+    MAX_ID,
     PROTOCOL_VERSION,
     Ack,
     Away,
@@ -294,7 +295,8 @@ def test_history_end_truncated_none_is_left_out() -> None:
 
 # ---------------------------------------------------------------- properties
 
-_refs = st.none() | st.text() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+# Any id a request may carry (events.MAX_ID characters at the most) comes back as it was.
+_refs = st.none() | st.text(max_size=MAX_ID) | st.integers(min_value=-(2**63), max_value=2**64 - 1)
 _seqs = st.integers(min_value=0, max_value=2**63 - 1)
 _ts = st.floats(allow_nan=False, allow_infinity=False)
 
