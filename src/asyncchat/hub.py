@@ -82,6 +82,12 @@ class Hub:
         #: Told ``(released, taken)`` name keys when a member gives up its name (it leaves) or
         #: takes another (it renames): a cluster shares the names of all its nodes.
         self.on_name: Callable[[str | None, str | None], None] | None = None
+        #: Told ``(kind, room keys, member key, name, detail)`` when a member joins ("j"),
+        #: leaves ("l", detail: the reason) or renames ("n", detail: the new name; rooms: all
+        #: of its rooms): a cluster tells the members of its other nodes.
+        self.on_member: Callable[[str, list[str], str, str, str], None] | None = None
+        #: In a cluster, the members of a room (by key) on the other nodes: key -> name.
+        self.remote_members: Callable[[str], dict[str, str]] | None = None
 
     def start(self) -> None:
         """The broker has started: the rooms that exist continue their seq from it."""
@@ -191,6 +197,8 @@ class Hub:
             self.broadcast(room, wire.joined(room.name, m.name), exclude=m)
             self.send(m, wire.joined(room.name, m.name, ref))
         log.info("%s joined %s", m.name, room.name)
+        if self.on_member is not None:
+            self.on_member("j", [key], m.key, m.name, "")
         if room.topic is not None:
             t = room.topic
             self.send(m, wire.topic(room.name, t.text, t.by, t.ts))
@@ -235,6 +243,8 @@ class Hub:
         if notify_self:
             self.send(m, frame if ref is None else wire.left(room.name, m.name, reason, ref))
         log.info("%s left %s (%s)", m.name, room.name, reason)
+        if self.on_member is not None:
+            self.on_member("l", [room.key], m.key, m.name, reason)
 
     def rename(self, m: Member, new: str, ref: Ref | None = None) -> None:
         """Rename ``m``; everyone sharing a room with it, and ``m``, get ``renamed`` (only
@@ -255,6 +265,8 @@ class Hub:
             del room.members[m.key]
         if self.on_name is not None and key != m.key:
             self.on_name(m.key, key)
+        if self.on_member is not None:
+            self.on_member("n", list(m.rooms), m.key, old, new)
         m.name, m.key = new, key
         self.members[key] = m
         for room in m.rooms.values():
@@ -412,8 +424,11 @@ class Hub:
         room = self.room(room_name)
         if room is None:
             raise ProtocolError(ErrorCode.ROOM_INVALID, f"no room {room_name!r}")
-        keys, more = _page(room.members, after, limit, user_key)
-        return room.name, [room.members[k].name for k in keys], more
+        names = {k: m.name for k, m in room.members.items()}
+        if self.remote_members is not None:
+            names = self.remote_members(room.key) | names
+        keys, more = _page(names, after, limit, user_key)
+        return room.name, [names[k] for k in keys], more
 
     def room_page(
         self, after: str | None = None, limit: int | None = None

@@ -353,9 +353,28 @@ class ChatServer:
                 why = "another node's member has this name"
                 hub.evict(m, "disconnect", why, code=ErrorCode.NAME_TAKEN)
 
+        def remote(kind: str, keys: list[str], name: str, detail: str) -> None:
+            # A member of another node joined, left or renamed: told as hub.join/_part/rename
+            # tell their own (large rooms are not told).
+            quiet = hub.limits.quiet_room_size
+            rooms = [r for k in keys if (r := hub.rooms.get(k)) is not None]
+            rooms = [r for r in rooms if len(r.members) <= quiet]
+            if kind == "n":
+                frame = wire.renamed(name, detail)
+                for p in {p for r in rooms for p in r.members.values()}:
+                    hub.send(p, frame)
+                return
+            for r in rooms:
+                hub.broadcast(
+                    r, wire.joined(r.name, name) if kind == "j" else wire.left(r.name, name, detail)
+                )
+
         cluster.on_reset = reset
         cluster.on_fenced = fenced
         cluster.on_name_lost = name_lost
+        cluster.on_member = remote
+        hub.on_member = cluster.member_changed
+        hub.remote_members = cluster.remote_members
 
     async def __aenter__(self) -> ChatServer:
         await self.start()

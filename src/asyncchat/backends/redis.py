@@ -25,12 +25,10 @@ writes, and ``on_fenced`` disconnects its clients.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import itertools
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -43,7 +41,9 @@ from redis.retry import Retry
 from ..errors import ConfigError, StoreError
 from ..interfaces import Deliver, Page, Record, Refuse, RoomTopic
 from ..limits import DEFAULT_IDEMPOTENCY_WINDOW
+from ..validation import user_key
 from . import redis_scripts as lua
+from .redis_state import Members, RoomLogs
 
 __all__ = ["DEFAULT_LEASE", "DEFAULT_ROOM_HISTORY", "FEED_MAX", "MAX_BATCH", "RedisBroker"]
 
@@ -108,6 +108,12 @@ class RedisBroker(Generic[T]):
         self.on_fenced: Callable[[], None] = _nothing
         #: Called with a name key this node claimed by a rename but another node holds.
         self.on_name_lost: Callable[[str], None] = _nothing_for
+        #: Called with ``(kind, room keys, name, detail)`` for a member of another node that
+        #: joined ("j"), left ("l", detail: the reason) or renamed ("n", detail: the new name).
+        self.on_member: Callable[[str, list[str], str, str], None] = _nothing_member
+        #: room key -> member key -> (name, node): who is in each room, on every node.
+        self._members = Members()
+        self._member_jobs: list[list[str]] = []
         self._deliver: Deliver[T] | None = None
         self._refuse: Refuse[T] | None = None
         #: The connection pool (typed loosely: redis-py's replies are unions of every RESP type).
@@ -117,7 +123,7 @@ class RedisBroker(Generic[T]):
         self._epoch = ""
         self._down: BaseException | None = RedisDown("not connected to Redis yet")
         self._seq: dict[str, int] = {}
-        self._logs: dict[str, deque[Record]] = {}
+        self._logs = RoomLogs(self.history_max)
         self._topics: dict[str, RoomTopic] = {}
         self._last_id = "0-0"
         #: origin -> (token, when published): acknowledged when the feed brings the origin.
@@ -183,6 +189,8 @@ class RedisBroker(Generic[T]):
         self._renew_script = r.register_script(lua.RENEW)
         self._claim_script = r.register_script(lua.CLAIM)
         self._release_script = r.register_script(lua.RELEASE)
+        self._member_script = r.register_script(lua.MEMBER)
+        self._reap_script = r.register_script(lua.REAP)
         await self._join()
         aof = persistence.get("aof_enabled") in (1, "1")
         log.info(
@@ -237,31 +245,10 @@ class RedisBroker(Generic[T]):
     def page(
         self, room: str, *, before: int | None = None, after: int | None = None, limit: int
     ) -> Page:
-        kept = self._logs.get(room)
-        if not kept:
-            return Page([], False, 0)
-        hi = bisect.bisect_left(kept, 2**62 if before is None else before, key=_seq_of)
-        if after is not None:
-            lo = bisect.bisect_right(kept, after, key=_seq_of)
-            records = list(itertools.islice(kept, lo, min(hi, lo + limit)))
-            more = hi - lo > limit
-        else:
-            lo = max(0, hi - limit)
-            records = list(itertools.islice(kept, lo, hi))
-            more = lo > 0
-        return Page(records, more, kept[0].seq)
+        return self._logs.page(room, before=before, after=after, limit=limit)
 
     def search(self, room: str, words: str, *, before: int, limit: int) -> list[Record]:
-        wanted = words.casefold().split()
-        if not wanted:
-            raise ValueError("no words to search for")
-        found: list[Record] = []
-        for r in reversed(self._logs.get(room, ())):
-            if r.seq < before and all(w in r.text.casefold() for w in wanted):
-                found.append(r)
-                if len(found) >= limit:
-                    break
-        return found
+        return self._logs.search(room, words, before=before, limit=limit)
 
     def topic(self, room: str) -> RoomTopic | None:
         return self._topics.get(room)
@@ -325,6 +312,49 @@ class RedisBroker(Generic[T]):
             self._names.add(taken)
             self._job("claim", taken)
 
+    # ------------------------------------------------------------------ membership
+
+    def member_changed(self, kind: str, rooms: list[str], key: str, name: str, detail: str) -> None:
+        """A member of this node joined, left or renamed (see ``Hub.on_member``): kept in
+        Redis and told to the other nodes by the writer task."""
+        new_key = user_key(detail) if kind == "n" else ""
+        self._members.apply(kind, rooms, key, name, detail, new_key, self._node)
+        self._member_jobs.append([kind, key, name, detail, new_key, "\x1e".join(rooms), *rooms])
+        self._wake.set()
+
+    def remote_members(self, room: str) -> dict[str, str]:
+        """The members of room ``room`` (a key) on the other nodes: key -> name."""
+        return self._members.others(room, self._node)
+
+    def _member_entry(self, f: dict[str, str]) -> None:
+        """A membership event from the feed."""
+        node = f["node"]
+        if node == self._node:
+            return
+        rooms = f["rooms"].split("\x1e") if f["rooms"] else []
+        kind = f["k"]
+        self._members.apply(kind, rooms, f["ok"], f["u"], f["w"], f["nk"], node)
+        self.on_member(kind, rooms, f["u"], f["w"])
+
+    async def _run_member_jobs(self) -> None:
+        jobs, self._member_jobs = self._member_jobs, []
+        r = self._require()
+        for job in jobs:
+            try:
+                await self._member_script(
+                    keys=[], args=[self._epoch, self._node, FEED_MAX, *job], client=r
+                )
+            except (RedisError, OSError) as exc:
+                log.warning("Redis did not take a membership change: %s", exc)
+
+    async def _reap(self, r: Any) -> None:
+        """Members of nodes whose lease is gone leave their rooms (once, by one node)."""
+        for node in await r.smembers("ac:nodes"):
+            if node != self._node and not await r.exists(f"ac:node:{node}"):
+                gone = await self._reap_script(keys=[], args=[node, FEED_MAX], client=r)
+                if gone:
+                    log.info("node %s is gone: %d of its members left their rooms", node, gone)
+
     # ------------------------------------------------------------------ tasks
 
     def _require(self) -> Any:
@@ -343,34 +373,38 @@ class RedisBroker(Generic[T]):
         await r.set(lua.EPOCH_KEY, _new_id(), nx=True)
         self._epoch = await r.get(lua.EPOCH_KEY) or ""
         await r.set(f"ac:node:{self._node}", "1", px=_ms(self.lease))
+        await r.sadd("ac:nodes", self._node)
         last = await r.xrevrange(lua.FEED_KEY, count=1)
         self._last_id = last[0][0] if last else "0-0"
         seqs = await r.hgetall("ac:seq")
         self._seq = {}
-        self._logs = {}
+        self._logs.clear()
         for room, seq in seqs.items():
             entries = await r.xrevrange(f"ac:log:{room}", count=self.history_max)
-            kept = deque(
-                (_from_log(room, entry_id, f) for entry_id, f in reversed(entries)),
-                maxlen=self.history_max,
-            )
-            self._logs[room] = kept
-            self._seq[room] = max(int(seq), kept[-1].seq if kept else 0)
+            self._logs.load(room, [_from_log(room, i, f) for i, f in reversed(entries)])
+            self._seq[room] = max(int(seq), self._logs.last(room))
         self._topics = {
             room: RoomTopic(*orjson.loads(value))
             for room, value in (await r.hgetall("ac:topic")).items()
         }
+        self._members = Members()
+        for room in await r.smembers("ac:mrooms"):
+            for key, value in (await r.hgetall(f"ac:members:{room}")).items():
+                name, _, node = value.partition("\x1f")
+                self._members.apply("j", [room], key, name, "", "", node)
         self._held.clear()
         self._down = None
 
     async def _write_loop(self) -> None:
         queue = self._queue
         while not self._closing:
-            if not queue and not self._jobs:
+            if not queue and not self._jobs and not self._member_jobs:
                 self._wake.clear()
                 await self._wake.wait()
             if self._jobs:
                 await self._run_jobs()
+            if self._member_jobs:
+                await self._run_member_jobs()
             if queue and not self._closing:
                 await self._send(self._take_batch())
 
@@ -473,6 +507,10 @@ class RedisBroker(Generic[T]):
                 )
                 for _stream, entries in found:
                     for entry_id, fields in entries:
+                        if "k" in fields:
+                            self._last_id = entry_id
+                            self._member_entry(fields)
+                            continue
                         room, seq = fields["r"], int(fields["s"])
                         if seq > self._seq.get(room, 0) + 1:
                             await self._fill(r, room, seq)
@@ -500,10 +538,7 @@ class RedisBroker(Generic[T]):
         if seq <= self._seq.get(room, 0):
             return  # already had it (loaded at start, or filled from the log)
         record = _record((room, f["n"], seq, f["f"], f["t"], float(f["ts"]), f["a"] == "1", None))
-        kept = self._logs.get(room)
-        if kept is None:
-            kept = self._logs[room] = deque(maxlen=self.history_max)
-        kept.append(record)
+        self._logs.append(record)
         self._seq[room] = seq
         entry = self._pending.pop(f.get("o", ""), None)
         self._deliver_to_hub(record, self.no_token if entry is None else entry[0], True)
@@ -524,6 +559,7 @@ class RedisBroker(Generic[T]):
                 if not await r.exists(f"ac:node:{self._node}"):
                     self._fence()
                     await r.set(f"ac:node:{self._node}", "1", px=_ms(self.lease))
+                    await r.sadd("ac:nodes", self._node)
                 log.info("Redis is back, epoch %s unchanged", epoch)
                 self._down = None
                 return
@@ -536,6 +572,7 @@ class RedisBroker(Generic[T]):
             self._queue.clear()
             self._names.clear()
             self.on_reset()
+            self._member_jobs.clear()
             await self._join()
 
     def _fence(self) -> None:
@@ -566,6 +603,8 @@ class RedisBroker(Generic[T]):
                 )
                 if not ok:
                     self._mark_down(RedisDown("this node's lease expired"))
+                else:
+                    await self._reap(r)
             except (RedisError, OSError) as exc:
                 self._mark_down(exc)
 
@@ -575,6 +614,10 @@ def _nothing() -> None:
 
 
 def _nothing_for(key: str) -> None:
+    pass
+
+
+def _nothing_member(kind: str, rooms: list[str], name: str, detail: str) -> None:
     pass
 
 

@@ -17,11 +17,14 @@ run on one Redis server (or a primary with replicas), not on a Redis Cluster.
                       count only while it exists
     ac:name:<key>     the node id holding a user name, expiring with the node's lease
     ac:topic          hash, room key -> the topic as JSON
+    ac:nodes          set of the node ids that joined (a node without a lease is reaped)
+    ac:members:<room> hash, member key -> "name\x1fnode": who is in the room, on which node
+    ac:mrooms         set of the rooms that have members
 """
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "EPOCH_KEY", "FEED_KEY", "PUBLISH", "RELEASE", "RENEW"]
+__all__ = ["CLAIM", "EPOCH_KEY", "FEED_KEY", "MEMBER", "PUBLISH", "REAP", "RELEASE", "RENEW"]
 
 EPOCH_KEY = "ac:epoch"
 FEED_KEY = "ac:feed"
@@ -99,4 +102,55 @@ return 1
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+#: ARGV: epoch, node, feed bound, kind ("j" joined, "l" left, "n" renamed), member key, name,
+#: detail (the reason of a leave, the new name of a rename), new key (rename), the room keys
+#: joined by "\30", then the room keys. Keeps ``ac:members:<room>`` (key -> "name\31node") and
+#: tells every node through the feed. 0 (nothing written) when the epoch is not the node's or
+#: its lease is gone.
+MEMBER = """
+if redis.call('GET', 'ac:epoch') ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', 'ac:node:' .. ARGV[2]) == 0 then return 0 end
+local kind, key, name, detail, newkey = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+for i = 10, #ARGV do
+  local members = 'ac:members:' .. ARGV[i]
+  if kind == 'j' then
+    redis.call('HSET', members, key, name .. '\\31' .. ARGV[2])
+    redis.call('SADD', 'ac:mrooms', ARGV[i])
+  elseif kind == 'l' then
+    redis.call('HDEL', members, key)
+  else
+    redis.call('HDEL', members, key)
+    redis.call('HSET', members, newkey, detail .. '\\31' .. ARGV[2])
+  end
+end
+redis.call('XADD', 'ac:feed', 'MAXLEN', '~', ARGV[3], '*', 'k', kind, 'ok', key, 'u', name,
+  'w', detail, 'nk', newkey, 'node', ARGV[2], 'rooms', ARGV[9])
+return 1
+"""
+
+#: ARGV: a node without a lease, the feed bound. Its members leave every room (reason
+#: ``disconnect``, told through the feed), once: the node that takes it out of ``ac:nodes``
+#: does it. Returns how many left.
+REAP = """
+if redis.call('SREM', 'ac:nodes', ARGV[1]) == 0 then return 0 end
+local n = 0
+for _, room in ipairs(redis.call('SMEMBERS', 'ac:mrooms')) do
+  local members = 'ac:members:' .. room
+  local all = redis.call('HGETALL', members)
+  for i = 1, #all, 2 do
+    local v = all[i + 1]
+    local sep = string.find(v, '\\31', 1, true)
+    if sep and string.sub(v, sep + 1) == ARGV[1] then
+      redis.call('HDEL', members, all[i])
+      redis.call('XADD', 'ac:feed', 'MAXLEN', '~', ARGV[2], '*', 'k', 'l', 'ok', all[i],
+        'u', string.sub(v, 1, sep - 1), 'w', 'disconnect', 'nk', '', 'node', ARGV[1],
+        'rooms', room)
+      n = n + 1
+    end
+  end
+  if redis.call('HLEN', members) == 0 then redis.call('SREM', 'ac:mrooms', room) end
+end
+return n
 """
