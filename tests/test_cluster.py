@@ -460,3 +460,49 @@ async def test_three_nodes_posting_at_once_agree_on_one_order(redis: RedisProces
         assert members[0].seen == members[1].seen == members[2].seen == log
         for x in (*posters, *members):
             await x.close()
+
+
+async def test_members_of_other_nodes_are_told_and_listed(redis: RedisProcess) -> None:
+    """joined, renamed and left of a member on one node reach the room's members on another,
+    and who on either node lists the members of both."""
+    async with node(redis.url) as a, node(redis.url) as b:
+        bob = await Client.open(b.address, "bob")
+        alice = await Client.open(a.address, "alice")
+        await bob.until("joined", room="lobby", name="alice")
+        for c in (alice, bob):
+            c.send({"type": "who", "room": "lobby", "id": "w"})
+            assert sorted((await c.until("who"))["names"]) == ["alice", "bob"]
+        alice.send({"type": "nick", "name": "alicia"})
+        await bob.until("renamed", old="alice", new="alicia")
+        alice.send({"type": "quit"})
+        await alice.expect_closed()
+        await bob.until("left", room="lobby", name="alicia", reason="quit")
+        bob.send({"type": "who", "room": "lobby"})
+        assert (await bob.until("who"))["names"] == ["bob"]
+        await bob.close()
+
+
+async def test_a_dead_nodes_members_leave_within_a_lease(redis: RedisProcess) -> None:
+    """When a node is killed, the members of other nodes see its members leave (reason
+    disconnect) within about a lease, and who no longer lists them."""
+    with nodes(redis.url, 2) as (a, b):
+        bob = await Client.open(b.address, "bob")
+        alice = await Client.open(a.address, "alice")
+        await bob.until("joined", room="lobby", name="alice")
+        os.kill(a.proc.pid, signal.SIGKILL)
+        a.proc.wait()
+        async with asyncio.timeout(3 * WAIT):
+            while True:
+                f = await bob.recv()
+                if f["type"] == "left":
+                    assert f == {
+                        "type": "left",
+                        "room": "lobby",
+                        "name": "alice",
+                        "reason": "disconnect",
+                    }
+                    break
+        bob.send({"type": "who", "room": "lobby"})
+        assert (await bob.until("who"))["names"] == ["bob"]
+        await alice.close()
+        await bob.close()
