@@ -402,3 +402,30 @@ def test_nobody_can_be_exempt_from_max_per_ip_from_the_cli() -> None:
         )
         assert out.returncode == 0, out.stderr
         assert "per_ip_exempt = []" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "lookalike",
+    ["aIice", "ali\u03f2e", "AL\u0406CE"],
+    ids=["capital-I-as-l", "lunate-sigma", "cyrillic-I"],
+)
+async def test_glyph_lookalikes_are_taken_too(make_server: Any, lookalike: str) -> None:
+    """A capital I drawn as l, or a Greek lunate sigma drawn as c, is caught by the second key
+    (the skeleton before case folding), though case folding first would let it pass."""
+    async with make_server() as server:
+        alice = await _open(server, "alice")
+        c = await _open(server)
+        c.send({"type": "hello", "name": lookalike, "version": 1, "id": 1})
+        assert (await c.recv_type("error"))["code"] == "name_taken"
+        await alice.close()
+
+
+async def test_a_long_page_cursor_is_refused(make_server: Any) -> None:
+    """who/rooms ``after`` longer than a name is bad_request: its key is never computed."""
+    async with make_server() as server:
+        c = await _open(server, "pager")
+        c.send({"type": "who", "room": "lobby", "after": "\ufdfa" * 10_000, "id": 1})
+        err = await c.recv_type("error")
+        assert (err["code"], err["ref"]) == ("bad_request", 1)
+        c.send({"type": "rooms", "after": "x" * 65, "id": 2})
+        assert (await c.recv_match(type="error", ref=2))["code"] == "bad_request"

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .interfaces import RoomTopic, Sink
-from .validation import name_key, user_key
+from .validation import glyph_key, name_key, user_key
 
 __all__ = ["Batcher", "Member", "Room"]
 
@@ -30,6 +30,7 @@ class Member:
     __slots__ = (
         "alive",
         "away",
+        "glyph",
         "inflight",
         "key",
         "name",
@@ -44,6 +45,8 @@ class Member:
     def __init__(self, name: str, sink: Sink) -> None:
         self.name = name
         self.key = user_key(name)
+        #: The second key no other connected user may share (see ``validation.glyph_key``).
+        self.glyph = glyph_key(name)
         self.sink = sink
         self.write = sink.write
         #: The rooms this member is in, by room key.

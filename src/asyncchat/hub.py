@@ -22,7 +22,7 @@ from .fanout import Batcher, Member, Room
 from .interfaces import Broker, Record, Ref, Sink
 from .limits import Limits
 from .replay import Replay, ReplayBudget
-from .validation import check_name, check_room, name_key, user_key
+from .validation import check_name, check_room, glyph_key, name_key, user_key
 
 __all__ = ["LOBBY", "SERVER_NAME", "Hub", "Member", "Pending", "Room"]
 
@@ -53,6 +53,8 @@ class Hub:
         self.broker = broker
         self.clock = clock
         self.members: dict[str, Member] = {}
+        #: The same members by glyph key (validation.glyph_key): a second key no two share.
+        self.glyphs: dict[str, Member] = {}
         self.rooms: dict[str, Room] = {LOBBY: Room(LOBBY)}
         #: (room key, name key) -> Unix seconds the mute ends (None: while the server runs).
         self.muted: dict[tuple[str, str], float | None] = {}
@@ -101,10 +103,17 @@ class Hub:
         """Register a named member (in no room yet). Raises ``name_invalid`` or ``name_taken``."""
         check_name(name)
         m = Member(name, sink)
-        if m.key in self.members or m.key == _SERVER_KEY:
+        if self._taken(m.key, m.glyph, m):
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name!r} is taken")
         self.members[m.key] = m
+        self.glyphs[m.glyph] = m
         return m
+
+    def _taken(self, key: str, glyph: str, m: Member) -> bool:
+        """Whether a user other than ``m`` has the name key ``key`` or the glyph key ``glyph``
+        (or it is the server's)."""
+        other = self.members.get(key) or self.glyphs.get(glyph)
+        return (other is not None and other is not m) or key == _SERVER_KEY
 
     def remove_member(self, m: Member, reason: str, message: str | None = None) -> None:
         """Take ``m`` out of every room (each is told ``left`` with ``reason``, and the
@@ -116,6 +125,8 @@ class Hub:
         for room in list(m.rooms.values()):
             self._part(m, room, reason, None, notify_self=False, message=message)
         m.alive = False  # nothing more is queued for it; what already was is still written
+        if self.glyphs.get(m.glyph) is m:
+            del self.glyphs[m.glyph]
         if self.members.get(m.key) is m:
             del self.members[m.key]
             if self.on_name is not None:
@@ -252,15 +263,18 @@ class Hub:
         Raises ``name_invalid`` or ``name_taken`` (renaming to a different case of one's own
         name is allowed)."""
         check_name(new)
-        key = user_key(new)
-        other = self.members.get(key)
-        if (other is not None and other is not m) or key == _SERVER_KEY:
+        key, glyph = user_key(new), glyph_key(new)
+        if self._taken(key, glyph, m):
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {new!r} is taken", ref=ref)
         old = m.name
         if new == old:  # nothing changes: the requester alone is answered
             self.send(m, wire.renamed(old, new, ref))
             return
         del self.members[m.key]
+        if self.glyphs.get(m.glyph) is m:
+            del self.glyphs[m.glyph]
+        m.glyph = glyph
+        self.glyphs[glyph] = m
         for room in m.rooms.values():
             del room.members[m.key]
         if self.on_name is not None and key != m.key:

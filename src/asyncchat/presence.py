@@ -81,7 +81,13 @@ def away(hub: Hub, m: Member, message: str | None, ref: Ref | None) -> None:
     frame = wire.away(m.name, message)
     if message != m.away:
         m.away = message
-        peers = {p for room in m.rooms.values() for p in room.members.values()}
+        quiet = hub.limits.quiet_room_size  # as for renamed: large rooms are not told
+        peers = {
+            p
+            for room in m.rooms.values()
+            if len(room.members) <= quiet
+            for p in room.members.values()
+        }
         peers.discard(m)
         for p in peers:
             hub.send(p, frame)

@@ -47,7 +47,7 @@ from .events import (
 from .framing import loads, safe_ref
 from .hub import LOBBY, Hub, Member
 from .interfaces import Operations, Sink
-from .validation import check_room, check_text, name_key, user_key
+from .validation import MAX_NAME, MAX_ROOM, check_room, check_text, name_key, user_key
 
 __all__ = ["SERVER_VERSION", "Session", "TokenBucket"]
 
@@ -197,12 +197,14 @@ class Session:
                     )
                 self.ops.submit(m, event)
             case WhoRequest(room=room, after=after, limit=limit, id=ref):
+                _check_after(after, MAX_NAME, ref)
                 page_max = self.hub.limits.list_page_max
                 n = page_max if limit is None else min(limit, page_max)
                 name, names, more = self._with_ref(ref, self.hub.who_page, room, after, n)
                 away = presence.away_of(self.hub, names)
                 self.send(wire.who(name, names, ref, away=away, more=more))
             case RoomsRequest(after=after, limit=limit, id=ref):
+                _check_after(after, MAX_ROOM, ref)
                 page_max = self.hub.limits.list_page_max
                 n = page_max if limit is None else min(limit, page_max)
                 entries, more = self.hub.room_page(after, n)
@@ -378,3 +380,12 @@ class Session:
         for key, room in wanted.items():
             self.hub.join(m, room, resume_after=after.get(key), budget=budget)
         return m
+
+
+def _check_after(after: str | None, most: int, ref: Any) -> None:
+    """A page's ``after`` is a name or a room name: longer is ``bad_request`` (its key would
+    be work for nothing)."""
+    if after is not None and len(after) > most:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"after is at most {most} characters (a name)", ref=ref
+        )

@@ -24,6 +24,7 @@ __all__ = [
     "check_name",
     "check_room",
     "check_text",
+    "glyph_key",
     "name_key",
     "user_key",
 ]
@@ -126,12 +127,27 @@ def name_key(name: str) -> str:
 
 
 def user_key(name: str) -> str:
-    """The key under which user names are unique: names that look alike have the same key
-    (NFKC, case folding, then the TR39 confusable skeleton, folded again)."""
-    folded = unicodedata.normalize("NFKC", name).casefold()
+    """The key under which user names are unique and looked up: NFKC, case folding, then the
+    TR39 confusable skeleton (Cyrillic U+0430 is ``a``), folded again. A string longer than a
+    name gets a key no name has, without the work (NFKC can multiply a string's length by 18)."""
+    if len(name) > MAX_NAME:
+        return "\x00" + name[: MAX_NAME + 1]
+    return _skeleton(unicodedata.normalize("NFKC", name).casefold()).casefold()
+
+
+def glyph_key(name: str) -> str:
+    """The second key a new name must not share with a connected user's: the skeleton before
+    case folding, so that a capital I made to look like l, or a Greek lunate sigma made to look
+    like c, is caught (case folding first turns them into i and a sigma)."""
+    if len(name) > MAX_NAME:
+        return "\x00" + name[: MAX_NAME + 1]
+    return _skeleton(name).casefold()  # TR39 proper: the skeleton of the name as it is
+
+
+def _skeleton(text: str) -> str:
     table = _prototypes()
-    skeleton = "".join(table.get(ch, ch) for ch in unicodedata.normalize("NFD", folded))
-    return unicodedata.normalize("NFC", skeleton.casefold())
+    mapped = "".join(table.get(ch, ch) for ch in unicodedata.normalize("NFD", text))
+    return unicodedata.normalize("NFC", mapped)
 
 
 @functools.cache

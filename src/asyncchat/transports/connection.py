@@ -116,8 +116,9 @@ class Connection:
         self.peer = peer
         self.max_outbox = self.limits.max_outbox
         #: Bytes of replies one client's requests may queue before the server stops reading
-        #: it until they are written: half of max_outbox, as for a replay.
-        self.reply_budget = self.max_outbox // 2
+        #: it until they are written: a quarter of max_outbox, so that what is still unsent
+        #: plus one more page of history (half of it) stays within max_outbox.
+        self.reply_budget = self.max_outbox // 4
         self.session = Session(hub, self, peer=peer, motd=motd, ops=ops)
         self.closed = False
         self.aborted = False
@@ -234,6 +235,7 @@ class Connection:
                 # client's pipelined requests may queue, and how long it holds the loop.
                 if m.queued > budget:
                     await self._relieve()
+                    await asyncio.sleep(0)  # the socket may have taken it all: others' turn
                     turn = 0
                 else:
                     turn += 1
