@@ -623,8 +623,8 @@ class ChatApp:
 def _topic_text(topic: Topic, me: str) -> str:
     """The topic as a notice (without its ``-- ``), and when it was set."""
     line = (format_event(topic, me) or "").removeprefix("-- ")
-    if topic.text is not None and topic.ts:
-        line += time.strftime(" on %d %b %H:%M", time.localtime(topic.ts))
+    if topic.text is not None and topic.ts and line.endswith(")"):
+        line = line[:-1] + time.strftime(", %d %b %H:%M)", time.localtime(topic.ts))
     return line
 
 
