@@ -250,7 +250,7 @@ def test_hash_rooms_leave_order_and_the_last_room(tmp_path: Path) -> None:
         assert "not_in_room" not in bob.text
 
 
-def test_nick_msg_dm_to_self_and_kick(tmp_path: Path) -> None:
+def test_nick_msg_and_dm_to_self(tmp_path: Path) -> None:
     """/nick to one's own name changes nothing; /nick bad name says why; /msg ALICE opens
     alice's window with her spelling; a dm to oneself shows once (D11)."""
     with serve() as (_, port), peer(port, "alice") as alice, fullscreen(port, "bob") as bob:
@@ -305,3 +305,22 @@ def test_help_lists_commands_and_keys() -> None:
         bob.send("/help\r")
         bob.wait_screen(r"/search WORDS")
         bob.wait_screen(r"Alt-1\.\.9 window N")
+
+
+def test_a_kick_is_one_line_and_the_server_logs_why(tmp_path: Path) -> None:
+    """Kicked by the operator, the client says so in one line and stays until /quit (exit 1);
+    the server's log says it closed the connection, not 'connection lost' (D11)."""
+    db = str(tmp_path / "k.db")
+    with tty(["serve", "--port", "0", "--no-web", "--db", db]) as op:
+        port = int(op.wait_text(r"INFO listening on 127\.0\.0\.1:(\d+)").group(1))
+        op.wait_prompt("server>")
+        with fullscreen(port, "bob") as bob:
+            op.send("/kick bob\r")
+            bob.wait_screen(r"!! you were kicked: .*; /quit to leave")
+            wait_status(bob, r"^\[offline\]")
+            op.wait_text(r"bob disconnected \(closed by the server\)")
+            time.sleep(0.3)
+            kicked = [x for x in bob.screen.lines if "kick" in x or "disconnected" in x]
+            assert len(kicked) == 1, bob.screen
+            bob.send("/quit\r")
+            assert bob.wait_exit() == 1

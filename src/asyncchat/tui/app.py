@@ -586,7 +586,8 @@ class ChatApp:
                 d.me = self.client.name
                 d.reconnected(back_line(missed, truncated).removeprefix("-- "))
             case Bye(reason="kicked", message=message):
-                d.error(f"you were kicked: {escape(message or 'by the operator')}")
+                why = escape(message or "by the operator")
+                d.error(f"you were kicked: {why}; /quit to leave")
             case Error(code=code, message=message, ref=None):
                 d.error(f"{escape(message)} [{escape(code)}]")
 
@@ -600,7 +601,10 @@ class ChatApp:
             self.app.invalidate()
         d = self.display
         d.state = "offline"
-        d.error(f"disconnected: {escape(self.client.close_reason or 'closed')}; /quit to leave")
+        bye = self.client.bye
+        if bye is None or bye.reason != "kicked":  # a kick said it in one line already
+            why = escape(self.client.close_reason or "closed")
+            d.error(f"disconnected: {why}; /quit to leave")
         self.app.invalidate()
 
     async def run(self) -> int:
