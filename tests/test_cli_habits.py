@@ -167,3 +167,18 @@ def test_db_with_no_history_is_refused_and_a_new_directory_is_said(tmp_path: Pat
         server.err.wait_for(r"history in memory only")
         assert "durability" not in server.err.text
         no_traceback(server.err.text)
+
+
+def test_name_defaults_to_the_login_name() -> None:
+    """Without --name, join uses the login name."""
+    with serve() as (_, port):
+        result = subprocess.run(
+            [sys.executable, "-m", "asyncchat", "join", "--port", str(port)],
+            input="",
+            capture_output=True,
+            text=True,
+            env={**ENV, "LOGNAME": "zed", "USER": "zed"},
+            timeout=WAIT,
+        )
+        assert "-- connected to asyncchat/" in result.stdout and " as zed " in result.stdout, result
+        assert result.returncode == 0, result

@@ -324,3 +324,15 @@ def test_a_kick_is_one_line_and_the_server_logs_why(tmp_path: Path) -> None:
             assert len(kicked) == 1, bob.screen
             bob.send("/quit\r")
             assert bob.wait_exit() == 1
+
+
+def test_no_color_draws_without_colours() -> None:
+    """--no-color: bold and reverse only, no colour escape at all."""
+    with (
+        serve() as (_, port),
+        fullscreen(port, "bob", "--no-color") as bob,
+        peer(port, "alice") as a,
+    ):
+        a.send({"type": "say", "room": "lobby", "text": "plain please", "id": 1})
+        bob.wait_screen(rf"^{CLOCK} <alice> plain please$")
+        assert not re.search(r"\x1b\[[0-9;]*(3[0-9]|4[0-9]|9[0-7]);", bob.raw), bob.raw[-500:]
