@@ -429,3 +429,29 @@ async def test_a_long_page_cursor_is_refused(make_server: Any) -> None:
         assert (err["code"], err["ref"]) == ("bad_request", 1)
         c.send({"type": "rooms", "after": "x" * 65, "id": 2})
         assert (await c.recv_match(type="error", ref=2))["code"] == "bad_request"
+
+
+@pytest.mark.parametrize(
+    "char",
+    ["\u00ad", "\u034f", "\u2064", "\U000e0041", "\u3164", "\u180e", "\ufff9"],
+    ids=["soft-hyphen", "grapheme-joiner", "invisible-plus", "tag-A", "hangul-filler",
+         "mongolian-vowel-separator", "annotation-anchor"],
+)  # fmt: skip
+def test_invisible_characters_are_shown_escaped(char: str) -> None:
+    """Characters that show nothing are printed as escapes, so a peer's text hides nothing."""
+    from asyncchat.text import escape
+
+    shown = escape(f"a{char}b")
+    assert char not in shown and shown.startswith("a\\") and shown.endswith("b")
+
+
+def test_emoji_sequences_stay_whole() -> None:
+    """Joiners, variation selectors and a subdivision flag's tags are kept: emoji stay whole."""
+    from asyncchat.text import escape
+
+    for text in (
+        "\U0001f468\u200d\U0001f469\u200d\U0001f467",  # family
+        "\u2764\ufe0f",  # red heart, emoji presentation
+        "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",  # Scotland
+    ):
+        assert escape(text) == text

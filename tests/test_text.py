@@ -22,7 +22,9 @@ from asyncchat.events import (
 )
 from asyncchat.text import escape, parse_command
 
-_INVISIBLE = "\u061c\u200b\u200e\u2028\u2029\u202e\u2066\ufeff"
+# Bidi and zero-width controls, and characters that show nothing (issue 14: soft hyphen,
+# grapheme joiner, invisible plus, Hangul filler, a tag character outside a flag).
+_INVISIBLE = "\u061c\u200b\u200e\u2028\u2029\u202e\u2066\ufeff\u00ad\u034f\u2064\u3164\U000e0041"
 
 
 def _escape_by_hand(text: str, newlines: bool) -> str:
@@ -31,7 +33,9 @@ def _escape_by_hand(text: str, newlines: bool) -> str:
         o = ord(ch)
         unsafe = (o < 0x20 and not (newlines and ch == "\n")) or 0x7F <= o < 0xA0
         if unsafe or ch in _INVISIBLE:
-            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+            out.append(
+                f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+            )
         else:
             out.append(ch)
     return "".join(out)

@@ -117,20 +117,27 @@ def escape(text: str, *, newlines: bool = False) -> str:
 
 
 def _visible(m: re.Match[str]) -> str:
+    if m.group(1) is not None:
+        return m.group(1)  # a flag's tag sequence (England, Scotland, Wales) stays whole
     o = ord(m.group())
-    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
 
 
-# Format characters that reorder or hide text (bidi controls, zero-width space, BOM) and the
-# line and paragraph separators. The joiners U+200C and U+200D stay: emoji sequences (families,
-# skin tones, flags) and Persian and Indic scripts need them, and they move nothing.
+# Format characters that reorder or hide text (bidi controls, zero-width space, BOM), the line
+# and paragraph separators, and characters that show nothing (soft hyphen, the combining
+# grapheme joiner, invisible operators, Hangul fillers, tag characters outside a flag). The
+# joiners U+200C and U+200D stay: emoji sequences (families, skin tones, flags) and Persian and
+# Indic scripts need them, and they move nothing; so do the variation selectors.
 _INVISIBLE = (
-    "\u061c\u200b\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e"
-    "\u2060\u2066\u2067\u2068\u2069\ufeff"
+    "\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028\u2029"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\u3164\ufeff\uffa0\ufff9-\ufffb"
+    "\U000e0000-\U000e007f"
 )
+# A subdivision flag: the black flag, tag letters, the cancel tag.
+_FLAG = "(\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f)"
 # Controls (C0, DEL, C1) and the invisible characters; the second keeps the newline.
-_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_INVISIBLE}]")
-_UNSAFE_BUT_NEWLINE = re.compile(f"[\x00-\x09\x0b-\x1f\x7f-\x9f{_INVISIBLE}]")
+_UNSAFE = re.compile(f"{_FLAG}|[\x00-\x1f\x7f-\x9f{_INVISIBLE}]")
+_UNSAFE_BUT_NEWLINE = re.compile(f"{_FLAG}|[\x00-\x09\x0b-\x1f\x7f-\x9f{_INVISIBLE}]")
 
 
 def clock(ts: float) -> str:
