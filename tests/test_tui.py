@@ -336,3 +336,18 @@ def test_no_color_draws_without_colours() -> None:
         a.send({"type": "say", "room": "lobby", "text": "plain please", "id": 1})
         bob.wait_screen(rf"^{CLOCK} <alice> plain please$")
         assert not re.search(r"\x1b\[[0-9;]*(3[0-9]|4[0-9]|9[0-7]);", bob.raw), bob.raw[-500:]
+
+
+def test_typed_lines_are_remembered_across_runs() -> None:
+    """Up brings back a line typed in an earlier run (kept under XDG_STATE_HOME)."""
+    with serve() as (_, port):
+        with fullscreen(port, "bob") as bob:
+            bob.send("remember this line\r")
+            bob.wait_screen(rf"^{CLOCK} <bob> remember this line$")
+            bob.send("/quit\r")
+            assert bob.wait_exit() == 0
+        with fullscreen(port, "bob") as bob:
+            bob.send("\x1b[A")  # Up: the last line typed, /quit
+            wait_input(bob, "[#lobby] /quit")
+            bob.send("\x1b[A")
+            wait_input(bob, "[#lobby] remember this line")
