@@ -138,10 +138,12 @@ def user_key(name: str) -> str:
 def glyph_key(name: str) -> str:
     """The second key a new name must not share with a connected user's: the skeleton before
     case folding, so that a capital I made to look like l, or a Greek lunate sigma made to look
-    like c, is caught (case folding first turns them into i and a sigma)."""
+    like c, is caught (case folding first turns them into i and a sigma); i and l are merged."""
     if len(name) > MAX_NAME:
         return "\x00" + name[: MAX_NAME + 1]
-    return _skeleton(name).casefold()  # TR39 proper: the skeleton of the name as it is
+    # TR39 proper: the skeleton of the name as it is. Then i and l are one letter: a capital I
+    # is drawn as l but folds to i, so only one key that merges them catches both readings.
+    return _skeleton(name).casefold().replace("i", "l")
 
 
 def _skeleton(text: str) -> str:
