@@ -5,7 +5,8 @@
     tui/__init__   run_terminal: a full-screen client in a terminal, a line client otherwise
     tui/model      the display model (windows, scrollback, activity, wrapping), sans-I/O
     tui/commands   what a typed line means, for both clients
-    tui/app        the full-screen prompt_toolkit application
+    tui/app        the full-screen prompt_toolkit application: layout, keys, typed lines
+    tui/feed       the events of the stream onto the display
     tui/line       the plain line client of piped stdin
 
 In a terminal the client is full-screen: a window per room and per private conversation, a

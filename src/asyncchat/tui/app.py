@@ -15,8 +15,9 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from prompt_toolkit.application import Application
 from prompt_toolkit.buffer import Buffer
@@ -33,52 +34,41 @@ from prompt_toolkit.layout.controls import (
 )
 from prompt_toolkit.output.color_depth import ColorDepth
 
-from ..client import Client, Reconnected, Reconnecting, StreamEvent
+from ..client import Client
 from ..errors import ConnectionClosed, ServerError, UsageError
 from ..events import (
-    Away,
     AwayRequest,
     BanRequest,
     BansRequest,
-    Bye,
     ClientEvent,
-    DirectMessage,
-    Error,
-    HistoryEnd,
     Join,
-    Joined,
     Kick,
     Leave,
-    Left,
     Message,
     Mute,
     Nick,
     Quit,
     Register,
-    Renamed,
     RoomsRequest,
     Say,
     SearchRequest,
     SendDm,
-    Topic,
     TopicRequest,
     Unban,
-    Welcome,
     WhoRequest,
 )
 from ..text import (
     HELP,
-    back_line,
     escape,
     format_bans,
-    format_event,
     parse_command,
     rooms_line,
     who_line,
 )
 from ..validation import name_key
 from .commands import Local, parse_local, request_of
-from .model import Display, Fragment, Line, nick_style
+from .feed import Feed, topic_text
+from .model import Display, Fragment, Line
 from .model import Window as ChatWindow
 from .styles import style_for
 
@@ -137,13 +127,7 @@ class ChatApp:
         self.quit_reason: str | None = None
         self.quit = False
         self._tg: asyncio.TaskGroup | None = None
-        self._lost = False
-        #: Windows (keys) whose replay on join is coming, and which got a separator before it;
-        #: windows just joined whose topic is still to come; windows marked where missed
-        #: messages begin after a reconnect.
-        self._replaying: set[str] = set()
-        self._joining: set[str] = set()
-        self._marked: set[str] = set()
+        self.feed = Feed(self.display, client, wanted, self._spawn)
         self._tab: tuple[str, list[str], int] | None = None
         self.buffer = Buffer(multiline=False, history=_history(), accept_handler=self._accept)
         self.app: Application[None] = Application(
@@ -324,6 +308,11 @@ class ChatApp:
                 assert self._tg is not None
                 self._tg.create_task(self._request(cmd, where))
 
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        """Run ``job`` as a task of the application's TaskGroup."""
+        assert self._tg is not None
+        self._tg.create_task(job)
+
     def _send(self, w: ChatWindow, text: str, *, action: bool = False) -> None:
         """A line to a room or a query: shown pending at once, sent by a task."""
         d = self.display
@@ -420,7 +409,7 @@ class ChatApp:
                         raise UsageError("this window is no room: /topic works in a room")
                     topic = await client.topic(room, text)
                     if text is None:
-                        d.info(_topic_text(topic, self.client.name), where)
+                        d.info(topic_text(topic, self.client.name), where)
                 case AwayRequest(message=message):
                     away = await client.away(message)
                     d.away = away.message
@@ -449,10 +438,6 @@ class ChatApp:
             d.error(f"not done: {escape(exc.reason)}", where)
         self.app.invalidate()
 
-    async def _names(self, w: ChatWindow) -> None:
-        with contextlib.suppress(ServerError, ConnectionClosed):
-            w.names |= set(await self.client.who(w.name))
-
     def _show_search(
         self, w: ChatWindow | None, words: str, found: tuple[Message, ...], more: bool
     ) -> None:
@@ -465,135 +450,9 @@ class ChatApp:
             d.add(w, body, ts=m.ts, indent=11 + len(m.sender) + 3)
         d.add(w, [("class:separator", "── end of search ──")])
 
-    # ------------------------------------------------------------------ events
-
-    def show(self, event: StreamEvent) -> None:
-        """Put one event of the stream on screen."""
-        d = self.display
-        me = self.client.name
-        w: ChatWindow | None
-        match event:
-            case Welcome(server=server, motd=motd, rooms=rooms):
-                d.state = "connected"
-                for i, room in enumerate(rooms):
-                    d.open(room, focus=i == 0 and d.window is None)
-                d.info(f"connected to {escape(server)} as {escape(me)}; /help for the commands")
-                if motd:
-                    d.info(escape(motd, newlines=True))
-            case Message(room=room, sender=sender, text=text, ts=ts, action=action, history=h):
-                w = d.open(room)
-                if h and self._lost and w.key not in self._marked:
-                    self._marked.add(w.key)
-                    d.back_marker(w)
-                elif h and w.key in self._replaying:
-                    self._replaying.discard(w.key)
-                    day = time.strftime("%A %d %B %Y, %H:%M", time.localtime(ts))
-                    d.add(w, [("class:separator", f"── earlier messages, from {day} ──")])
-                self._joining.discard(w.key)
-                body = d.message_body(sender, text, action=action)
-                d.add(w, body, ts=ts, activity=not h, indent=len(sender) + 3)
-            case DirectMessage(sender=sender, to=to, text=text, ts=ts):
-                other = to if name_key(sender) == name_key(me) else sender
-                w = d.open(other, query=True)
-                d.add(w, d.message_body(sender, text), ts=ts, activity=True, indent=len(sender) + 3)
-            case Joined(room=room, name=name):
-                w = d.open(room, focus=d.window is None)
-                w.names.add(name)
-                if name == me:
-                    self._replaying.add(w.key)
-                    self._joining.add(w.key)
-                    if self._tg is not None:  # who is there, for completion
-                        self._tg.create_task(self._names(w))
-                    d.add(w, [("class:join", f"-> you joined #{escape(room)}")])
-                else:
-                    d.add(
-                        w,
-                        [
-                            ("class:join", "-> "),
-                            (nick_style(name), escape(name)),
-                            ("class:join", f" joined #{escape(room)}"),
-                        ],
-                    )
-            case Left(room=room, name=name, reason=reason, message=message):
-                w = d.find(room)
-                why = "" if reason == "leave" else f" ({reason}{': ' + message if message else ''})"
-                if name == me:
-                    if w is not None:
-                        d.close(w)
-                    d.add(None, [("class:join", f"<- you left #{escape(room)}{escape(why)}")])
-                elif w is not None:
-                    w.names.discard(name)
-                    d.add(
-                        w,
-                        [
-                            ("class:join", "<- "),
-                            (nick_style(name), escape(name)),
-                            ("class:join", f" left #{escape(room)}{escape(why)}"),
-                        ],
-                    )
-            case Renamed(old=old, new=new):
-                if old == d.me or new == me:
-                    d.me = new
-                for w in d.windows:
-                    if old in w.names or w.name == old or name_key(new) == name_key(me):
-                        w.names.discard(old)
-                        w.names.add(new)
-                        if w.query and w.name == old:
-                            w.name = new
-                        d.info(f"{escape(old)} is now known as {escape(new)}", w)
-            case Topic(room=room, text=text, by=by, ts=ts, ref=ref):
-                w = d.find(room)
-                if w is None:
-                    return
-                changed, w.topic = text != w.topic, text
-                if ref is None and changed:
-                    if w.key in self._joining:
-                        self._joining.discard(w.key)
-                        d.info(_topic_text(event, me), w)
-                    elif text:
-                        d.info(f"{escape(by or '?')} set the topic: {escape(text)}", w)
-                    else:
-                        d.info(f"{escape(by or 'someone')} cleared the topic", w)
-            case Away(name=name, message=message):
-                if name == me:
-                    d.away = message
-                elif (w := d.find(name, query=True)) is not None:
-                    d.info(
-                        f"{escape(name)} is away: {escape(message)}"
-                        if message
-                        else f"{escape(name)} is back",
-                        w,
-                    )
-            case HistoryEnd(room=room):
-                w = d.find(room)
-                if w is not None:
-                    self._replaying.discard(w.key)
-            case Reconnecting(attempt=attempt, delay=delay, reason=reason):
-                d.state, d.attempt, d.retry_at = "reconnecting", attempt, time.time() + delay
-                if not self._lost:
-                    self._lost = True
-                    self._marked.clear()
-                    d.error(f"connection lost ({escape(reason)}); reconnecting…")
-                if reason.startswith("name_taken") and self.client.name == self.wanted:
-                    self.client.name = self.wanted + "_"
-                    d.error(
-                        f"someone took the name {escape(self.wanted)}: coming back as "
-                        f"{escape(self.client.name)}"
-                    )
-            case Reconnected(missed=missed, truncated=truncated):
-                d.state, d.retry_at = "connected", None
-                self._lost = False
-                d.me = self.client.name
-                d.reconnected(back_line(missed, truncated).removeprefix("-- "))
-            case Bye(reason="kicked", message=message):
-                why = escape(message or "by the operator")
-                d.error(f"you were kicked: {why}; /quit to leave")
-            case Error(code=code, message=message, ref=None):
-                d.error(f"{escape(message)} [{escape(code)}]")
-
     async def _receive(self) -> None:
         async for event in self.client:
-            self.show(event)
+            self.feed.show(event)
             if self.display.bell:
                 self.display.bell = False
                 if self.ring:
@@ -610,7 +469,7 @@ class ChatApp:
     async def run(self) -> int:
         """Run until the user quits: 0, or 1 when the server had ended the chat for good."""
         if self.client.welcome is not None:
-            self.show(self.client.welcome)
+            self.feed.show(self.client.welcome)
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             receiver = tg.create_task(self._receive())
@@ -622,14 +481,6 @@ class ChatApp:
                 await self.client.close(self.quit_reason or None)
         _discard_typeahead()
         return 1 if self.client.closed and self.display.state == "offline" else 0
-
-
-def _topic_text(topic: Topic, me: str) -> str:
-    """The topic as a notice (without its ``-- ``), and when it was set."""
-    line = (format_event(topic, me) or "").removeprefix("-- ")
-    if topic.text is not None and topic.ts and line.endswith(")"):
-        line = line[:-1] + time.strftime(", %d %b %H:%M)", time.localtime(topic.ts))
-    return line
 
 
 def _discard_typeahead() -> None:
