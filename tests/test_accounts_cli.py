@@ -7,7 +7,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from asyncchat.auth import LOGIN_DELAY
 
 from .test_cli import ENV, WAIT, join_args, peer, running, serve, tty
 
@@ -62,6 +65,9 @@ def test_accounts_command_and_logins(tmp_path: Path) -> None:
         assert code == 0, err
         code, err = piped_join(port, "alice", env={"ASYNCCHAT_PASSWORD": "wrong one"})
         assert code == 1 and "auth_failed" in err and "Traceback" not in err
+        # The failure throttles the account: the next login waits LOGIN_DELAY (the CLI's own
+        # start-up is usually longer, but not always on a fast machine).
+        time.sleep(LOGIN_DELAY * 1.5)
         token = accounts(db, "token", "alice", "--label", "ci")
         assert token.returncode == 0 and "shown only this once" in token.stderr
         (tmp_path / "token").write_text(token.stdout)
