@@ -184,9 +184,17 @@ async def test_the_page_and_its_assets_come_with_a_strict_policy() -> None:
         assert headers["x-content-type-options"] == "nosniff"
         html = body.decode()
         assert "<script" in html and "<style" not in html and "onclick" not in html
-        for asset in re.findall(r'(?:src|href)="(/[^"]+)"', html):
-            status, headers, _ = await http_get(server, asset)
+        todo = re.findall(r'(?:src|href)="(/[^"]+)"', html)
+        seen: set[str] = set()
+        while todo:  # the page's files and the modules its scripts import, all served here
+            asset = todo.pop()
+            if asset in seen:
+                continue
+            seen.add(asset)
+            status, headers, body = await http_get(server, asset)
             assert status == 200, asset
+            todo += ["/" + m for m in re.findall(r'from "\./([\w.]+)"', body.decode())]
+        assert {"/app.js", "/view.js", "/net.js", "/state.js", "/style.css"} <= seen
         status, _, _ = await http_get(server, "/nope")
         assert status == 404
 
