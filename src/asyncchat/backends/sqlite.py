@@ -181,7 +181,8 @@ class SQLiteStore:
         self.commits = 0
         self.committed = 0
         #: Seconds a batch's commit took (from the handoff, with a writer thread), and records
-        #: per batch (read by /metrics; observed on the loop's thread, once per batch).
+        #: per batch (read by /metrics; observed once per batch, by the writer: the loop's thread
+        #: or the writer thread, whose += on an int the GIL keeps whole).
         self.commit_latency = Histogram(LATENCY_BUCKETS)
         self.batch_sizes = Histogram(BATCH_BUCKETS)
 
