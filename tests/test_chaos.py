@@ -155,7 +155,10 @@ async def _chaos_run(make_server) -> None:  # type: ignore[no-untyped-def]
                 *(talk(k) for k in range(STEADY)), *(one(i) for i in range(CHAOS_CLIENTS))
             )
             # Let the server notice every vanished client, then sync each steady reader.
-            while set(server.members) != {f"steady{k}" for k in range(STEADY)}:
+            # (connections too: a chaos client still in its handshake, its hello being
+            # admitted, could post after the steady readers' pongs.)
+            steady_names = {f"steady{k}" for k in range(STEADY)}
+            while set(server.members) != steady_names or server.connections != STEADY:
                 await asyncio.sleep(0.02)
             for c in steady:
                 c.send({"type": "ping"})
