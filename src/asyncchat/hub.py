@@ -286,7 +286,15 @@ class Hub:
         for room in m.rooms.values():
             room.members[key] = m
         frame = wire.renamed(old, new)
-        quiet = self.limits.quiet_room_size  # as for joined/left: large rooms are not told
+        self.tell_peers(m, frame)
+        self.send(m, frame if ref is None else wire.renamed(old, new, ref))
+        log.info("%s is now known as %s", old, new)
+
+    def tell_peers(self, m: Member, frame: bytes) -> None:
+        """Send ``frame`` once to everyone who shares a room with ``m`` (``m`` excluded), except
+        in rooms above ``quiet_room_size``, which are not told of others' changes (as for
+        joined/left): a rename or an away would otherwise reach 10,000 members at a time."""
+        quiet = self.limits.quiet_room_size
         peers = {
             p
             for room in m.rooms.values()
@@ -296,8 +304,6 @@ class Hub:
         peers.discard(m)
         for p in peers:
             self.send(p, frame)
-        self.send(m, frame if ref is None else wire.renamed(old, new, ref))
-        log.info("%s is now known as %s", old, new)
 
     # ------------------------------------------------------------------ messages
 

@@ -81,16 +81,7 @@ def away(hub: Hub, m: Member, message: str | None, ref: Ref | None) -> None:
     frame = wire.away(m.name, message)
     if message != m.away:
         m.away = message
-        quiet = hub.limits.quiet_room_size  # as for renamed: large rooms are not told
-        peers = {
-            p
-            for room in m.rooms.values()
-            if len(room.members) <= quiet
-            for p in room.members.values()
-        }
-        peers.discard(m)
-        for p in peers:
-            hub.send(p, frame)
+        hub.tell_peers(m, frame)
     hub.send(m, frame if ref is None else wire.away(m.name, message, ref))
 
 
