@@ -48,6 +48,7 @@ FLOORS: dict[str, int] = {
     "fanout": 2,
     "hub": 2,
     "presence": 2,
+    "remote": 2,
     "replay": 2,
     "session": 2,
     # F3 adapters (codecs, auth, tls and metrics: where DESIGN.md puts them when they come)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from . import wire
 from .errors import ErrorCode, ProtocolError, StoreError
 from .fanout import Batcher, Member, Room
-from .interfaces import Broker, Record, Ref, Sink
+from .interfaces import Broker, Cluster, Record, Ref, Sink
 from .limits import Limits
 from .replay import Replay, ReplayBudget
 from .validation import check_name, check_room, glyph_key, name_key, user_key
@@ -81,15 +81,9 @@ class Hub:
         self.evictions: Counter[str] = Counter()
         #: error frames sent to clients (refused requests and connections), by code.
         self.refusals: Counter[str] = Counter()
-        #: Told ``(released, taken)`` name keys when a member gives up its name (it leaves) or
-        #: takes another (it renames): a cluster shares the names of all its nodes.
-        self.on_name: Callable[[str | None, str | None], None] | None = None
-        #: Told ``(kind, room keys, member key, name, detail)`` when a member joins ("j"),
-        #: leaves ("l", detail: the reason) or renames ("n", detail: the new name; rooms: all
-        #: of its rooms): a cluster tells the members of its other nodes.
-        self.on_member: Callable[[str, list[str], str, str, str], None] | None = None
-        #: In a cluster, the members of a room (by key) on the other nodes: key -> name.
-        self.remote_members: Callable[[str], dict[str, str]] | None = None
+        #: In a cluster, the other nodes: told what this node's members do (names, rooms,
+        #: presence), asked for theirs (who, rooms, dm). None on one node.
+        self.cluster: Cluster | None = None
 
     def start(self) -> None:
         """The broker has started: the rooms that exist continue their seq from it."""
@@ -107,13 +101,19 @@ class Hub:
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name!r} is taken")
         self.members[m.key] = m
         self.glyphs[m.glyph] = m
+        if self.cluster is not None:
+            self.cluster.member_changed("u", [], m.key, m.name, "")
         return m
 
     def _taken(self, key: str, glyph: str, m: Member) -> bool:
         """Whether a user other than ``m`` has the name key ``key`` or the glyph key ``glyph``
-        (or it is the server's)."""
+        (or it is the server's), on this node or, in a cluster, another."""
         other = self.members.get(key) or self.glyphs.get(glyph)
-        return (other is not None and other is not m) or key == _SERVER_KEY
+        if (other is not None and other is not m) or key == _SERVER_KEY:
+            return True
+        return (
+            self.cluster is not None and key != m.key and self.cluster.remote_user(key) is not None
+        )
 
     def remove_member(self, m: Member, reason: str, message: str | None = None) -> None:
         """Take ``m`` out of every room (each is told ``left`` with ``reason``, and the
@@ -129,8 +129,9 @@ class Hub:
             del self.glyphs[m.glyph]
         if self.members.get(m.key) is m:
             del self.members[m.key]
-            if self.on_name is not None:
-                self.on_name(m.key, None)
+            if self.cluster is not None:
+                self.cluster.member_changed("q", [], m.key, m.name, "")
+                self.cluster.name_changed(m.key, None)
 
     def evict(
         self,
@@ -208,8 +209,8 @@ class Hub:
             self.broadcast(room, wire.joined(room.name, m.name), exclude=m)
             self.send(m, wire.joined(room.name, m.name, ref))
         log.info("%s joined %s", m.name, room.name)
-        if self.on_member is not None:
-            self.on_member("j", [key], m.key, m.name, "")
+        if self.cluster is not None:
+            self.cluster.member_changed("j", [key], m.key, m.name, room.name)
         if room.topic is not None:
             t = room.topic
             self.send(m, wire.topic(room.name, t.text, t.by, t.ts))
@@ -254,8 +255,8 @@ class Hub:
         if notify_self:
             self.send(m, frame if ref is None else wire.left(room.name, m.name, reason, ref))
         log.info("%s left %s (%s)", m.name, room.name, reason)
-        if self.on_member is not None:
-            self.on_member("l", [room.key], m.key, m.name, reason)
+        if self.cluster is not None:
+            self.cluster.member_changed("l", [room.key], m.key, m.name, reason)
 
     def rename(self, m: Member, new: str, ref: Ref | None = None) -> None:
         """Rename ``m``; everyone sharing a room with it, and ``m``, get ``renamed`` (only
@@ -277,10 +278,10 @@ class Hub:
         self.glyphs[glyph] = m
         for room in m.rooms.values():
             del room.members[m.key]
-        if self.on_name is not None and key != m.key:
-            self.on_name(m.key, key)
-        if self.on_member is not None:
-            self.on_member("n", list(m.rooms), m.key, old, new)
+        if self.cluster is not None:
+            if key != m.key:
+                self.cluster.name_changed(m.key, key)
+            self.cluster.member_changed("n", list(m.rooms), m.key, old, new)
         m.name, m.key = new, key
         self.members[key] = m
         for room in m.rooms.values():
@@ -419,10 +420,21 @@ class Hub:
         self.replay.history(m, room, before=before, after=after, limit=limit, ref=ref)
 
     def dm(self, m: Member, to: str, text: str, ref: Ref | None = None) -> None:
-        """Send ``text`` to user ``to`` alone; ``m`` gets ``ack``. Raises ``no_such_user``."""
-        target = self.members.get(user_key(to))
+        """Send ``text`` to user ``to`` alone (in a cluster, on whichever node it is); ``m``
+        gets ``ack``. Raises ``no_such_user``."""
+        key = user_key(to)
+        target = self.members.get(key)
         if target is None:
-            raise ProtocolError(ErrorCode.NO_SUCH_USER, f"nobody is called {to!r}", ref=ref)
+            cluster = self.cluster
+            there = None if cluster is None else cluster.remote_user(key)
+            if (
+                there is None
+                or cluster is None
+                or not cluster.send_dm(key, m.name, text, self.clock())
+            ):
+                raise ProtocolError(ErrorCode.NO_SUCH_USER, f"nobody is called {to!r}", ref=ref)
+            self.send(m, wire.ack(ref, to=there[0], away=there[1]))
+            return
         self.send(target, wire.dm(m.name, target.name, text, self.clock()))
         self.send(m, wire.ack(ref, to=target.name, away=target.away))
         log.debug("%s sent a dm to %s", m.name, target.name)
@@ -442,21 +454,40 @@ class Hub:
         (None: all) names after ``after`` (any spelling), and whether more follow. Raises
         ``room_invalid``."""
         room = self.room(room_name)
-        if room is None:
+        key = name_key(room_name)
+        elsewhere = {} if self.cluster is None else self.cluster.remote_rooms()
+        if room is None and key not in elsewhere:
             raise ProtocolError(ErrorCode.ROOM_INVALID, f"no room {room_name!r}")
-        names = {k: m.name for k, m in room.members.items()}
-        if self.remote_members is not None:
-            names = self.remote_members(room.key) | names
+        names = {} if room is None else {k: m.name for k, m in room.members.items()}
+        if self.cluster is not None:
+            names = self.cluster.remote_members(key) | names
         keys, more = _page(names, after, limit, user_key)
-        return room.name, [names[k] for k in keys], more
+        display = elsewhere[key][0] if room is None else room.name
+        return display, [names[k] for k in keys], more
 
     def room_page(
         self, after: str | None = None, limit: int | None = None
     ) -> tuple[list[tuple[str, int]], bool]:
         """A page of rooms by key: at most ``limit`` (None: all) (name, member count) after
-        room ``after`` (any spelling), and whether more follow."""
-        keys, more = _page(self.rooms, after, limit, name_key)
-        return [(self.rooms[k].name, len(self.rooms[k].members)) for k in keys], more
+        room ``after`` (any spelling), and whether more follow. In a cluster, the rooms and
+        members of every node."""
+        rooms = {k: (r.name, len(r.members)) for k, r in self.rooms.items()}
+        if self.cluster is not None:
+            for k, (name, n) in self.cluster.remote_rooms().items():
+                here = rooms.get(k)
+                rooms[k] = (name, n) if here is None else (here[0], here[1] + n)
+        keys, more = _page(rooms, after, limit, name_key)
+        return [rooms[k] for k in keys], more
+
+    def remote_away(self, names: Iterable[str]) -> dict[str, str]:
+        """The away message of each of ``names`` who is a user of another node, and away."""
+        found = {}
+        if self.cluster is not None:
+            for n in names:
+                there = self.cluster.remote_user(user_key(n))
+                if there is not None and there[1] is not None:
+                    found[there[0]] = there[1]
+        return found
 
     def members_named(self, names: Iterable[str]) -> list[Member]:
         """The members called ``names`` that exist (without regard to case)."""

@@ -8,6 +8,8 @@
     HistoryStore  where room messages are kept (SQLite by default)
     Broker        assigns each room message its seq, stores it, dedupes re-sends, and hands
                   it back to the hub for fan-out and ack (in process today; Redis for a cluster)
+    Cluster       the other nodes of a cluster as the hub sees them: their members, rooms and
+                  users, and what the hub tells them
     AccountStore  accounts (name, password hash, operator flag) and their bot tokens
     BanStore      bans by account, name or IP network, kept across restarts
     Operations    the asynchronous requests a session hands on (register, the operators')
@@ -30,6 +32,7 @@ __all__ = [
     "Ban",
     "BanStore",
     "Broker",
+    "Cluster",
     "Codec",
     "Deliver",
     "HistoryStore",
@@ -281,6 +284,40 @@ class Broker(Protocol[T]):
 
     def close(self) -> None:
         """Stop; what is queued is stored if it can be."""
+        ...
+
+
+class Cluster(Protocol):
+    """The other nodes of a cluster, as the hub sees them (docs/cluster.md). The hub tells it
+    what its members do; it answers from its mirror of the other nodes, without waiting."""
+
+    def member_changed(self, kind: str, rooms: list[str], key: str, name: str, detail: str) -> None:
+        """Member ``key`` (called ``name``) of this node joined ("j", ``detail``: the room's
+        display name) or left ("l", ``detail``: the reason) ``rooms``, renamed ("n",
+        ``detail``: the new name; ``rooms``: all of its rooms), connected ("u"), went ("q")
+        or set its away message ("a", ``detail``: the message, "" when back)."""
+        ...
+
+    def name_changed(self, released: str | None, taken: str | None) -> None:
+        """A member gave up the name key ``released`` or took ``taken`` (by renaming)."""
+        ...
+
+    def remote_members(self, room: str) -> dict[str, str]:
+        """The members of room ``room`` (a key) on the other nodes: key -> name."""
+        ...
+
+    def remote_rooms(self) -> dict[str, tuple[str, int]]:
+        """The rooms with members on the other nodes: key -> (display name, member count
+        there)."""
+        ...
+
+    def remote_user(self, key: str) -> tuple[str, str | None] | None:
+        """(name, away message or None) of the user with key ``key`` on another node."""
+        ...
+
+    def send_dm(self, key: str, sender: str, text: str, ts: float) -> bool:
+        """Send a direct message to the user with key ``key`` on another node; False if
+        none has it."""
         ...
 
 

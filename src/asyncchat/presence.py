@@ -82,9 +82,14 @@ def away(hub: Hub, m: Member, message: str | None, ref: Ref | None) -> None:
     if message != m.away:
         m.away = message
         hub.tell_peers(m, frame)
+        if hub.cluster is not None:
+            hub.cluster.member_changed("a", [], m.key, m.name, message or "")
     hub.send(m, frame if ref is None else wire.away(m.name, message, ref))
 
 
 def away_of(hub: Hub, names: list[str]) -> dict[str, str]:
-    """The away message of each of ``names`` (members) who is away."""
-    return {m.name: m.away for m in hub.members_named(names) if m.away is not None}
+    """The away message of each of ``names`` (members, of any node) who is away."""
+    found = {m.name: m.away for m in hub.members_named(names) if m.away is not None}
+    if hub.cluster is not None and len(found) < len(names):
+        found = hub.remote_away(names) | found
+    return found

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import tls, wire
+from . import remote, tls, wire
 from .auth import Authenticator
 from .backends import LocalBroker, SQLiteStore
 from .backends.accounts import SQLiteAccounts
@@ -334,7 +335,6 @@ class ChatServer:
         and what a node does when Redis lost its data or the node its lease."""
         hub = self.hub
         self.admission.claim = cluster.claim
-        hub.on_name = cluster.name_changed
 
         def reset() -> None:
             self._disconnect_all(
@@ -353,28 +353,14 @@ class ChatServer:
                 why = "another node's member has this name"
                 hub.evict(m, "disconnect", why, code=ErrorCode.NAME_TAKEN)
 
-        def remote(kind: str, keys: list[str], name: str, detail: str) -> None:
-            # A member of another node joined, left or renamed: told as hub.join/_part/rename
-            # tell their own (large rooms are not told).
-            quiet = hub.limits.quiet_room_size
-            rooms = [r for k in keys if (r := hub.rooms.get(k)) is not None]
-            rooms = [r for r in rooms if len(r.members) <= quiet]
-            if kind == "n":
-                frame = wire.renamed(name, detail)
-                for p in {p for r in rooms for p in r.members.values()}:
-                    hub.send(p, frame)
-                return
-            for r in rooms:
-                hub.broadcast(
-                    r, wire.joined(r.name, name) if kind == "j" else wire.left(r.name, name, detail)
-                )
-
+        events = cluster.events
+        events.on_member = functools.partial(remote.member_event, hub)
+        events.on_topic = functools.partial(remote.topic_changed, hub)
+        events.on_dm = functools.partial(remote.dm_arrived, hub)
         cluster.on_reset = reset
         cluster.on_fenced = fenced
         cluster.on_name_lost = name_lost
-        cluster.on_member = remote
-        hub.on_member = cluster.member_changed
-        hub.remote_members = cluster.remote_members
+        hub.cluster = cluster
 
     async def __aenter__(self) -> ChatServer:
         await self.start()

@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-import orjson
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
@@ -41,9 +40,10 @@ from redis.retry import Retry
 from ..errors import ConfigError, StoreError
 from ..interfaces import Deliver, Page, Record, Refuse, RoomTopic
 from ..limits import DEFAULT_IDEMPOTENCY_WINDOW
-from ..validation import user_key
 from . import redis_scripts as lua
-from .redis_state import Members, RoomLogs
+from .redis_events import ClusterEvents
+from .redis_scripts import ms as _ms
+from .redis_state import RoomLogs
 
 __all__ = ["DEFAULT_LEASE", "DEFAULT_ROOM_HISTORY", "FEED_MAX", "MAX_BATCH", "RedisBroker"]
 
@@ -108,12 +108,10 @@ class RedisBroker(Generic[T]):
         self.on_fenced: Callable[[], None] = _nothing
         #: Called with a name key this node claimed by a rename but another node holds.
         self.on_name_lost: Callable[[str], None] = _nothing_for
-        #: Called with ``(kind, room keys, name, detail)`` for a member of another node that
-        #: joined ("j"), left ("l", detail: the reason) or renamed ("n", detail: the new name).
-        self.on_member: Callable[[str, list[str], str, str], None] = _nothing_member
-        #: room key -> member key -> (name, node): who is in each room, on every node.
-        self._members = Members()
-        self._member_jobs: list[list[str]] = []
+        self._wake = asyncio.Event()
+        #: Membership, presence, topics, bans and direct messages across the nodes (its
+        #: callbacks are set by the server).
+        self.events = ClusterEvents(self._wake.set)
         self._deliver: Deliver[T] | None = None
         self._refuse: Refuse[T] | None = None
         #: The connection pool (typed loosely: redis-py's replies are unions of every RESP type).
@@ -124,15 +122,14 @@ class RedisBroker(Generic[T]):
         self._down: BaseException | None = RedisDown("not connected to Redis yet")
         self._seq: dict[str, int] = {}
         self._logs = RoomLogs(self.history_max)
-        self._topics: dict[str, RoomTopic] = {}
         self._last_id = "0-0"
+        self._inbox_id = "0-0"
         #: origin -> (token, when published): acknowledged when the feed brings the origin.
         self._pending: dict[str, tuple[T, float]] = {}
         #: room -> acks of re-sends waiting until the feed brought their seq.
         self._held: dict[str, list[tuple[Record, T]]] = {}
         self._queue: list[_Say] = []
-        self._jobs: list[tuple[str, str]] = []  # ("claim"/"release"/"topic", key)
-        self._wake = asyncio.Event()
+        self._jobs: list[tuple[str, str]] = []  # ("claim"/"release", key)
         self._names: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._repair = asyncio.Lock()
@@ -189,7 +186,6 @@ class RedisBroker(Generic[T]):
         self._renew_script = r.register_script(lua.RENEW)
         self._claim_script = r.register_script(lua.CLAIM)
         self._release_script = r.register_script(lua.RELEASE)
-        self._member_script = r.register_script(lua.MEMBER)
         self._reap_script = r.register_script(lua.REAP)
         await self._join()
         aof = persistence.get("aof_enabled") in (1, "1")
@@ -251,14 +247,10 @@ class RedisBroker(Generic[T]):
         return self._logs.search(room, words, before=before, limit=limit)
 
     def topic(self, room: str) -> RoomTopic | None:
-        return self._topics.get(room)
+        return self.events.topics.get(room)
 
     def set_topic(self, room: str, name: str, topic: RoomTopic | None) -> None:
-        if topic is None:
-            self._topics.pop(room, None)
-        else:
-            self._topics[room] = topic
-        self._job("topic", room)
+        self.events.topic(room, name, topic)
 
     def close(self) -> None:
         """Stop the tasks; :meth:`wait_closed` posts what is still queued (no longer acked)."""
@@ -280,7 +272,9 @@ class RedisBroker(Generic[T]):
                 # at once: a name whose node has no lease is free.
                 while self._queue:
                     await self._send(self._take_batch())
-                await r.delete(f"ac:node:{self._node}")
+                if self.events.pending:
+                    await self.events.run(r, self._epoch, self._node, FEED_MAX)
+                await r.delete(f"ac:node:{self._node}", lua.inbox_key(self._node))
         except (RedisError, OSError) as exc:
             log.warning("leaving the cluster: %s", exc)
         finally:
@@ -312,40 +306,53 @@ class RedisBroker(Generic[T]):
             self._names.add(taken)
             self._job("claim", taken)
 
-    # ------------------------------------------------------------------ membership
+    # ------------------------------------------------------------------ the cluster seam
 
     def member_changed(self, kind: str, rooms: list[str], key: str, name: str, detail: str) -> None:
-        """A member of this node joined, left or renamed (see ``Hub.on_member``): kept in
-        Redis and told to the other nodes by the writer task."""
-        new_key = user_key(detail) if kind == "n" else ""
-        self._members.apply(kind, rooms, key, name, detail, new_key, self._node)
-        self._member_jobs.append([kind, key, name, detail, new_key, "\x1e".join(rooms), *rooms])
-        self._wake.set()
+        """A member of this node joined, left, renamed, connected, went or set its away
+        message (see ``interfaces.Cluster``): kept in Redis and told to the other nodes."""
+        self.events.member(kind, rooms, key, name, detail, self._node)
 
     def remote_members(self, room: str) -> dict[str, str]:
         """The members of room ``room`` (a key) on the other nodes: key -> name."""
-        return self._members.others(room, self._node)
+        return self.events.members.others(room, self._node)
 
-    def _member_entry(self, f: dict[str, str]) -> None:
-        """A membership event from the feed."""
-        node = f["node"]
-        if node == self._node:
-            return
-        rooms = f["rooms"].split("\x1e") if f["rooms"] else []
-        kind = f["k"]
-        self._members.apply(kind, rooms, f["ok"], f["u"], f["w"], f["nk"], node)
-        self.on_member(kind, rooms, f["u"], f["w"])
+    def remote_rooms(self) -> dict[str, tuple[str, int]]:
+        """The rooms with members on the other nodes: key -> (display name, how many there)."""
+        return self.events.members.rooms_elsewhere(self._node)
 
-    async def _run_member_jobs(self) -> None:
-        jobs, self._member_jobs = self._member_jobs, []
+    def remote_user(self, key: str) -> tuple[str, str | None] | None:
+        """(name, away message) of the user with key ``key`` if another node has it."""
+        found = self.events.members.user(key, self._node)
+        return None if found is None else (found[0], found[2])
+
+    def send_dm(self, key: str, sender: str, text: str, ts: float) -> bool:
+        """Send a direct message to the user with key ``key`` on another node; False if no
+        other node has it."""
+        found = self.events.members.user(key, self._node)
+        if found is None:
+            return False
+        self.events.dm(found[1], key, sender, text, ts)
+        return True
+
+    async def call_event(self, kind: str, key: str, name: str = "", detail: str = "") -> int:
+        """Run one cluster event now (a ban: see ``redis_bans``); the script's answer. Raises
+        ``RedisDown`` when Redis cannot take it (or refused it: epoch, fenced)."""
         r = self._require()
-        for job in jobs:
-            try:
-                await self._member_script(
-                    keys=[], args=[self._epoch, self._node, FEED_MAX, *job], client=r
-                )
-            except (RedisError, OSError) as exc:
-                log.warning("Redis did not take a membership change: %s", exc)
+        try:
+            got = await self.events.call(
+                r, self._epoch, self._node, FEED_MAX, kind, key, name, detail
+            )
+        except (RedisError, OSError) as exc:
+            raise RedisDown(f"the cluster did not take it: {exc}") from exc
+        if got == 0 and kind != "B":
+            raise RedisDown("the cluster refused it (this node is fenced or Redis was reset)")
+        return got
+
+    @property
+    def redis(self) -> Any:
+        """The connection pool. Raises ``RedisDown`` before :meth:`connect`."""
+        return self._require()
 
     async def _reap(self, r: Any) -> None:
         """Members of nodes whose lease is gone leave their rooms (once, by one node)."""
@@ -383,28 +390,22 @@ class RedisBroker(Generic[T]):
             entries = await r.xrevrange(f"ac:log:{room}", count=self.history_max)
             self._logs.load(room, [_from_log(room, i, f) for i, f in reversed(entries)])
             self._seq[room] = max(int(seq), self._logs.last(room))
-        self._topics = {
-            room: RoomTopic(*orjson.loads(value))
-            for room, value in (await r.hgetall("ac:topic")).items()
-        }
-        self._members = Members()
-        for room in await r.smembers("ac:mrooms"):
-            for key, value in (await r.hgetall(f"ac:members:{room}")).items():
-                name, _, node = value.partition("\x1f")
-                self._members.apply("j", [room], key, name, "", "", node)
+        await self.events.load(r)
+        inbox = await r.xrevrange(lua.inbox_key(self._node), count=1)
+        self._inbox_id = inbox[0][0] if inbox else "0-0"
         self._held.clear()
         self._down = None
 
     async def _write_loop(self) -> None:
         queue = self._queue
         while not self._closing:
-            if not queue and not self._jobs and not self._member_jobs:
+            if not queue and not self._jobs and not self.events.pending:
                 self._wake.clear()
                 await self._wake.wait()
             if self._jobs:
                 await self._run_jobs()
-            if self._member_jobs:
-                await self._run_member_jobs()
+            if self.events.pending and self._redis is not None:
+                await self.events.run(self._redis, self._epoch, self._node, FEED_MAX)
             if queue and not self._closing:
                 await self._send(self._take_batch())
 
@@ -456,12 +457,6 @@ class RedisBroker(Generic[T]):
                     if got == 0:
                         self._names.discard(key)
                         self.on_name_lost(key)
-                elif kind == "topic":
-                    t = self._topics.get(key)
-                    if t is None:
-                        await r.hdel("ac:topic", key)
-                    else:
-                        await r.hset("ac:topic", key, orjson.dumps(list(t)).decode())
             except (RedisError, OSError) as exc:
                 log.warning("Redis did not take a %s of %s: %s", kind, key, exc)
 
@@ -502,14 +497,23 @@ class RedisBroker(Generic[T]):
                 if self._down is not None:
                     await self._recover()
                 r = self._require()
+                inbox = lua.inbox_key(self._node)
                 found = await r.xread(
-                    {lua.FEED_KEY: self._last_id}, count=FEED_READ, block=FEED_BLOCK_MS
+                    {lua.FEED_KEY: self._last_id, inbox: self._inbox_id},
+                    count=FEED_READ,
+                    block=FEED_BLOCK_MS,
                 )
-                for _stream, entries in found:
+                for stream, entries in found:
+                    if stream != lua.FEED_KEY:
+                        for entry_id, fields in entries:
+                            self._inbox_id = entry_id
+                            if stream == inbox:
+                                self.events.inbox_entry(fields)
+                        continue
                     for entry_id, fields in entries:
                         if "k" in fields:
                             self._last_id = entry_id
-                            self._member_entry(fields)
+                            self.events.entry(fields, self._node)
                             continue
                         room, seq = fields["r"], int(fields["s"])
                         if seq > self._seq.get(room, 0) + 1:
@@ -572,7 +576,7 @@ class RedisBroker(Generic[T]):
             self._queue.clear()
             self._names.clear()
             self.on_reset()
-            self._member_jobs.clear()
+            self.events.clear()
             await self._join()
 
     def _fence(self) -> None:
@@ -582,8 +586,10 @@ class RedisBroker(Generic[T]):
         self._names.clear()
         self._pending.clear()
         self._queue.clear()
+        self.events.clear()
         self.on_fenced()
         self._node = _new_id()
+        self._inbox_id = "0-0"
 
     async def _lease_loop(self) -> None:
         while not self._closing:
@@ -617,20 +623,8 @@ def _nothing_for(key: str) -> None:
     pass
 
 
-def _nothing_member(kind: str, rooms: list[str], name: str, detail: str) -> None:
-    pass
-
-
 def _new_id() -> str:
     return os.urandom(6).hex()
-
-
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
-
-
-def _seq_of(record: Record) -> int:
-    return record.seq
 
 
 def _from_log(room: str, entry_id: str, f: dict[str, str]) -> Record:

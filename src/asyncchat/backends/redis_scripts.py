@@ -20,14 +20,47 @@ run on one Redis server (or a primary with replicas), not on a Redis Cluster.
     ac:nodes          set of the node ids that joined (a node without a lease is reaped)
     ac:members:<room> hash, member key -> "name\x1fnode": who is in the room, on which node
     ac:mrooms         set of the rooms that have members
+    ac:users          hash, member key -> "name\x1fnode\x1faway": every connected user, on
+                      which node, and its away message ("" when not away)
+    ac:inbox:<node>   stream of the direct messages to a node's members (trimmed to about
+                      INBOX_MAX entries; deleted when the node goes)
+    ac:bans           hash, ban id -> the ban as JSON; ac:banid its counter
+
+The feed carries, beside the messages (entries with ``r`` and ``s``), the cluster's events
+(entries with ``k``, written by :data:`EVENT` and :data:`REAP`): ``j`` joined, ``l`` left,
+``n`` renamed, ``u`` a user connected, ``q`` a user went, ``a`` away, ``t`` a topic, ``b`` a
+ban, ``B`` a ban lifted; their fields are ``ok`` (member or room key), ``u`` (name), ``w``
+(detail), ``nk`` (new key of a rename; the id of a ban), ``node`` and ``rooms``.
 """
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "EPOCH_KEY", "FEED_KEY", "MEMBER", "PUBLISH", "REAP", "RELEASE", "RENEW"]
+__all__ = [
+    "CLAIM",
+    "EPOCH_KEY",
+    "EVENT",
+    "FEED_KEY",
+    "PUBLISH",
+    "REAP",
+    "RELEASE",
+    "RENEW",
+    "inbox_key",
+    "ms",
+]
 
 EPOCH_KEY = "ac:epoch"
 FEED_KEY = "ac:feed"
+
+
+def inbox_key(node: str) -> str:
+    """The stream of the direct messages to node ``node``'s members."""
+    return f"ac:inbox:{node}"
+
+
+def ms(seconds: float) -> int:
+    """``seconds`` as the whole milliseconds Redis takes (at least 1)."""
+    return max(1, round(seconds * 1000))
+
 
 #: ARGV: epoch, node, idempotency window (ms), room history bound, feed bound, then 8 values
 #: per message: room, name, sender, text, ts, action ("1"/""), client key ("" none), origin.
@@ -104,35 +137,81 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-#: ARGV: epoch, node, feed bound, kind ("j" joined, "l" left, "n" renamed), member key, name,
-#: detail (the reason of a leave, the new name of a rename), new key (rename), the room keys
-#: joined by "\30", then the room keys. Keeps ``ac:members:<room>`` (key -> "name\31node") and
+#: ARGV: epoch, node, feed bound, kind, key, name, detail, new key, the room keys joined by
+#: "\30", then the room keys. Kinds: "j" joined (detail: the room's display name), "l" left
+#: (detail: the reason), "n" renamed (detail: the new name, new key its key), "u" a user
+#: connected, "q" a user went, "a" away (detail: the message, "" back), "t" a topic (key: the
+#: room's, name: its display name, detail: the topic as JSON, "" none), "b" a ban (detail: the
+#: ban as JSON; its id is made here and returned), "B" a ban lifted (key: its id; 0 when there
+#: was none). Keeps ``ac:members:<room>``, ``ac:users``, ``ac:topic`` and ``ac:bans``, and
 #: tells every node through the feed. 0 (nothing written) when the epoch is not the node's or
-#: its lease is gone.
-MEMBER = """
+#: its lease is gone; else 1 (a ban: its id).
+EVENT = """
 if redis.call('GET', 'ac:epoch') ~= ARGV[1] then return 0 end
-if redis.call('EXISTS', 'ac:node:' .. ARGV[2]) == 0 then return 0 end
+local node = ARGV[2]
+if redis.call('EXISTS', 'ac:node:' .. node) == 0 then return 0 end
 local kind, key, name, detail, newkey = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-for i = 10, #ARGV do
-  local members = 'ac:members:' .. ARGV[i]
-  if kind == 'j' then
-    redis.call('HSET', members, key, name .. '\\31' .. ARGV[2])
-    redis.call('SADD', 'ac:mrooms', ARGV[i])
-  elseif kind == 'l' then
-    redis.call('HDEL', members, key)
-  else
-    redis.call('HDEL', members, key)
-    redis.call('HSET', members, newkey, detail .. '\\31' .. ARGV[2])
+local out = 1
+-- a user's "name\\31node\\31away": its node and its away message
+local function parse(v)
+  local a = string.find(v, '\\31', 1, true)
+  local b = a and string.find(v, '\\31', a + 1, true)
+  if not b then return '', '' end
+  return string.sub(v, a + 1, b - 1), string.sub(v, b + 1)
+end
+if kind == 'j' or kind == 'l' or kind == 'n' then
+  for i = 10, #ARGV do
+    local members = 'ac:members:' .. ARGV[i]
+    if kind == 'j' then
+      redis.call('HSET', members, key, name .. '\\31' .. node)
+      redis.call('SADD', 'ac:mrooms', ARGV[i])
+      redis.call('HSET', 'ac:room', ARGV[i], detail)
+    elseif kind == 'l' then
+      redis.call('HDEL', members, key)
+      if redis.call('HLEN', members) == 0 then redis.call('SREM', 'ac:mrooms', ARGV[i]) end
+    else
+      redis.call('HDEL', members, key)
+      redis.call('HSET', members, newkey, detail .. '\\31' .. node)
+    end
   end
+  if kind == 'n' then
+    local v = redis.call('HGET', 'ac:users', key)
+    local away = ''
+    if v then
+      local _, a = parse(v)
+      away = a
+    end
+    redis.call('HDEL', 'ac:users', key)
+    redis.call('HSET', 'ac:users', newkey, detail .. '\\31' .. node .. '\\31' .. away)
+  end
+elseif kind == 'u' or kind == 'a' then
+  redis.call('HSET', 'ac:users', key, name .. '\\31' .. node .. '\\31' .. detail)
+elseif kind == 'q' then
+  local v = redis.call('HGET', 'ac:users', key)
+  if v and parse(v) == node then
+    redis.call('HDEL', 'ac:users', key)
+  end
+elseif kind == 't' then
+  if detail == '' then
+    redis.call('HDEL', 'ac:topic', key)
+  else
+    redis.call('HSET', 'ac:topic', key, detail)
+  end
+elseif kind == 'b' then
+  out = redis.call('INCR', 'ac:banid')
+  newkey = tostring(out)
+  redis.call('HSET', 'ac:bans', newkey, detail)
+elseif kind == 'B' then
+  if redis.call('HDEL', 'ac:bans', key) == 0 then return 0 end
 end
 redis.call('XADD', 'ac:feed', 'MAXLEN', '~', ARGV[3], '*', 'k', kind, 'ok', key, 'u', name,
-  'w', detail, 'nk', newkey, 'node', ARGV[2], 'rooms', ARGV[9])
-return 1
+  'w', detail, 'nk', newkey, 'node', node, 'rooms', ARGV[9])
+return out
 """
 
 #: ARGV: a node without a lease, the feed bound. Its members leave every room (reason
-#: ``disconnect``, told through the feed), once: the node that takes it out of ``ac:nodes``
-#: does it. Returns how many left.
+#: ``disconnect``) and its users go (``q``), told through the feed, and its inbox is dropped,
+#: once: the node that takes it out of ``ac:nodes`` does it. Returns how many left a room.
 REAP = """
 if redis.call('SREM', 'ac:nodes', ARGV[1]) == 0 then return 0 end
 local n = 0
@@ -152,5 +231,17 @@ for _, room in ipairs(redis.call('SMEMBERS', 'ac:mrooms')) do
   end
   if redis.call('HLEN', members) == 0 then redis.call('SREM', 'ac:mrooms', room) end
 end
+local users = redis.call('HGETALL', 'ac:users')
+for i = 1, #users, 2 do
+  local v = users[i + 1]
+  local a = string.find(v, '\\31', 1, true)
+  local b = a and string.find(v, '\\31', a + 1, true)
+  if b and string.sub(v, a + 1, b - 1) == ARGV[1] then
+    redis.call('HDEL', 'ac:users', users[i])
+    redis.call('XADD', 'ac:feed', 'MAXLEN', '~', ARGV[2], '*', 'k', 'q', 'ok', users[i],
+      'u', string.sub(v, 1, a - 1), 'w', '', 'nk', '', 'node', ARGV[1], 'rooms', '')
+  end
+end
+redis.call('DEL', 'ac:inbox:' .. ARGV[1])
 return n
 """

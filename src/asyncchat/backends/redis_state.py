@@ -79,24 +79,63 @@ class RoomLogs:
 
 
 class Members:
-    """Who is in each room (by key), on which node: room -> member key -> (name, node)."""
+    """Who is connected to the cluster and who is in which room, on which node (by key): each
+    node keeps this mirror of ``ac:members:<room>`` and ``ac:users``, kept from the feed."""
 
     def __init__(self) -> None:
+        #: room key -> member key -> (name, node)
         self.rooms: dict[str, dict[str, tuple[str, str]]] = {}
+        #: user key -> (name, node, away message or None)
+        self.users: dict[str, tuple[str, str, str | None]] = {}
+        #: room key -> its display name (of the rooms that ever had a member or a message)
+        self.names: dict[str, str] = {}
 
     def others(self, room: str, me: str) -> dict[str, str]:
         """The members of ``room`` on nodes other than ``me``: key -> name."""
         return {k: n for k, (n, node) in self.rooms.get(room, {}).items() if node != me}
 
+    def rooms_elsewhere(self, me: str) -> dict[str, tuple[str, int]]:
+        """Every room with members on nodes other than ``me``: key -> (display name, how
+        many members on the other nodes)."""
+        found = {}
+        for room, members in self.rooms.items():
+            n = sum(1 for _, node in members.values() if node != me)
+            if n:
+                found[room] = (self.names.get(room, room), n)
+        return found
+
+    def user(self, key: str, me: str) -> tuple[str, str, str | None] | None:
+        """(name, node, away) of the user with key ``key`` if it is on a node other than
+        ``me``."""
+        found = self.users.get(key)
+        return None if found is None or found[1] == me else found
+
+    def rooms_of(self, key: str) -> list[str]:
+        """The rooms member ``key`` is in (by key)."""
+        return [room for room, members in self.rooms.items() if key in members]
+
     def apply(
         self, kind: str, rooms: list[str], key: str, name: str, detail: str, new_key: str, node: str
     ) -> None:
-        """Member ``key`` (called ``name``, on ``node``) joined ("j"), left ("l") or was
-        renamed ("n") to ``detail`` (key ``new_key``) in ``rooms``."""
+        """Member ``key`` (called ``name``, on ``node``) joined ("j", ``detail`` the room's
+        display name), left ("l") or was renamed ("n") to ``detail`` (key ``new_key``) in
+        ``rooms``; connected ("u"), went ("q") or set its away message ("a", ``detail``)."""
+        if kind == "u" or kind == "a":
+            self.users[key] = (name, node, detail or None)
+            return
+        if kind == "q":
+            if self.users.get(key, ("", node))[1] == node:
+                self.users.pop(key, None)
+            return
+        if kind == "n":
+            old = self.users.pop(key, None)
+            self.users[new_key] = (detail, node, None if old is None else old[2])
         for room in rooms:
             members = self.rooms.setdefault(room, {})
             if kind == "j":
                 members[key] = (name, node)
+                if detail:
+                    self.names[room] = detail
             elif kind == "l":
                 if members.get(key, ("", node))[1] == node:
                     members.pop(key, None)

@@ -1,0 +1,144 @@
+"""Cluster mode: what the nodes share besides room messages (docs/cluster.md): rooms and their
+member counts, direct messages, topics, away messages, names on rename, and bans; over a real
+Redis (free loopback port, started and ended here) with the nodes in process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import WAIT
+from .redis_fixture import RedisProcess, needs_redis, redis_process
+from .test_cluster import Client, node
+
+pytestmark = needs_redis
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A fresh redis-server with an append-only file."""
+    (tmp_path / "redis").mkdir()
+    with redis_process(tmp_path / "redis") as r:
+        yield r
+
+
+async def test_rooms_and_who_answer_for_every_node(redis: RedisProcess) -> None:
+    """rooms on one node lists the rooms with members on any node, with the members of all
+    nodes counted; who answers for a room that has members on another node only."""
+    async with node(redis.url) as a, node(redis.url) as b:
+        alice = await Client.open(a.address, "alice", rooms=["lobby", "Kitchen"])
+        bob = await Client.open(b.address, "bob")
+        async with asyncio.timeout(WAIT):
+            while True:  # alice's joins come to B through the feed
+                bob.send({"type": "rooms", "id": "r"})
+                rooms = (await bob.until("rooms", ref="r"))["rooms"]
+                if {"name": "Kitchen", "members": 1} in rooms:
+                    break
+                await asyncio.sleep(0.02)
+        assert sorted(rooms, key=lambda r: r["name"]) == [
+            {"name": "Kitchen", "members": 1},
+            {"name": "lobby", "members": 2},
+        ]
+        bob.send({"type": "who", "room": "kitchen", "id": "w"})
+        who = await bob.until("who", ref="w")
+        assert (who["room"], who["names"]) == ("Kitchen", ["alice"])
+        alice.send({"type": "leave", "room": "Kitchen"})
+        async with asyncio.timeout(WAIT):
+            while True:
+                bob.send({"type": "rooms", "id": "r2"})
+                rooms = (await bob.until("rooms", ref="r2"))["rooms"]
+                if all(r["name"] != "Kitchen" for r in rooms):
+                    break
+                await asyncio.sleep(0.02)
+        for c in (alice, bob):
+            await c.close()
+
+
+async def test_a_dm_reaches_a_member_of_another_node(redis: RedisProcess) -> None:
+    """A dm to a member connected to another node is delivered there, and acknowledged to the
+    sender with the recipient's name; a name nobody has is still no_such_user."""
+    async with node(redis.url) as a, node(redis.url) as b:
+        bob = await Client.open(b.address, "bob")
+        alice = await Client.open(a.address, "alice")
+        alice.send({"type": "dm", "to": "BOB", "text": "psst", "id": 1})
+        ack = await alice.until("ack", ref=1)
+        assert ack["to"] == "bob"
+        dm = await bob.until("dm")
+        assert (dm["from"], dm["to"], dm["text"]) == ("alice", "bob", "psst")
+        bob.send({"type": "dm", "to": "alice", "text": "hi back", "id": 2})
+        await bob.until("ack", ref=2)
+        assert (await alice.until("dm"))["text"] == "hi back"
+        alice.send({"type": "dm", "to": "nobody", "text": "?", "id": 3})
+        assert (await alice.until("error", ref=3))["code"] == "no_such_user"
+        for c in (alice, bob):
+            await c.close()
+
+
+async def test_a_topic_set_on_one_node_reaches_the_others_at_once(redis: RedisProcess) -> None:
+    """A topic set on node A is pushed to the room's members on node B, and B gives it to a
+    member who joins there afterwards; clearing it is pushed too."""
+    async with node(redis.url) as a, node(redis.url) as b:
+        bob = await Client.open(b.address, "bob")
+        alice = await Client.open(a.address, "alice")
+        alice.send({"type": "topic", "room": "lobby", "text": "soup day", "id": "t"})
+        await alice.until("topic", ref="t")
+        pushed = await bob.until("topic", room="lobby")
+        assert (pushed["text"], pushed["by"]) == ("soup day", "alice")
+        carol = await Client.open(b.address, "carol")
+        assert (await carol.until("topic", room="lobby"))["text"] == "soup day"
+        alice.send({"type": "topic", "room": "lobby", "text": "", "id": "c"})
+        await alice.until("topic", ref="c")
+        assert "text" not in await bob.until("topic", room="lobby")
+        for c in (alice, bob, carol):
+            await c.close()
+
+
+async def test_away_is_seen_on_every_node(redis: RedisProcess) -> None:
+    """An away message set on node A is pushed to those sharing a room on node B, listed by
+    who there, and returned in the ack of a dm sent from B."""
+    async with node(redis.url) as a, node(redis.url) as b:
+        bob = await Client.open(b.address, "bob")
+        alice = await Client.open(a.address, "alice")
+        await bob.until("joined", name="alice")
+        alice.send({"type": "away", "message": "at lunch", "id": "a"})
+        await alice.until("away", ref="a")
+        assert (await bob.until("away", name="alice"))["message"] == "at lunch"
+        bob.send({"type": "who", "room": "lobby", "id": "w"})
+        assert (await bob.until("who", ref="w"))["away"] == {"alice": "at lunch"}
+        bob.send({"type": "dm", "to": "alice", "text": "there?", "id": "d"})
+        assert (await bob.until("ack", ref="d"))["away"] == "at lunch"
+        alice.send({"type": "away", "id": "b"})
+        await alice.until("away", ref="b")
+        assert "message" not in await bob.until("away", name="alice")
+        for c in (alice, bob):
+            await c.close()
+
+
+async def test_a_nick_to_a_name_held_on_another_node_is_refused(redis: RedisProcess) -> None:
+    """nick to a name a member of another node has (any case) is answered name_taken at once;
+    the member keeps its name and its connection."""
+    async with node(redis.url) as a, node(redis.url) as b:
+        bob = await Client.open(b.address, "bob")
+        alice = await Client.open(a.address, "alice")
+        await bob.until("joined", name="alice")
+        alice.send({"type": "nick", "name": "BOB", "id": "n"})
+        assert (await alice.until("error", ref="n"))["code"] == "name_taken"
+        alice.send({"type": "say", "room": "lobby", "text": "still here", "id": "s"})
+        await alice.until("ack", ref="s")
+        assert (await bob.until("message"))["from"] == "alice"
+        bob.send({"type": "quit"})
+        await bob.expect_closed()
+        async with asyncio.timeout(WAIT):
+            while True:  # free once bob's leaving reached A
+                alice.send({"type": "nick", "name": "bob", "id": "m"})
+                f = await alice.recv()
+                while f.get("ref") != "m":
+                    f = await alice.recv()
+                if f["type"] == "renamed":
+                    break
+                assert f["code"] == "name_taken"
+                await asyncio.sleep(0.02)
+        await alice.close()
