@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import WAIT
+from asyncchat.events import BanRequest, Unban
+
+from .conftest import WAIT, RawClient
 from .redis_fixture import RedisProcess, needs_redis, redis_process
 from .test_cluster import Client, node
 
@@ -142,3 +144,34 @@ async def test_a_nick_to_a_name_held_on_another_node_is_refused(redis: RedisProc
                 assert f["code"] == "name_taken"
                 await asyncio.sleep(0.02)
         await alice.close()
+
+
+async def _hello(address: tuple[str, int], name: str) -> dict[str, object]:
+    reader, writer = await asyncio.open_connection(*address)
+    c = RawClient(reader, writer)
+    c.send({"type": "hello", "name": name, "version": 1})
+    try:
+        return await c.recv()
+    finally:
+        await c.close()
+
+
+async def test_a_ban_on_one_node_is_enforced_by_every_node(redis: RedisProcess) -> None:
+    """A ban made on node A disconnects the banned member on node B at once, B refuses its
+    hello, a node started afterwards refuses it too, and lifting the ban on A frees it on
+    B."""
+    async with node(redis.url) as a, node(redis.url) as b:
+        mallory = await Client.open(b.address, "mallory")
+        await a.moderation.handle(BanRequest(name="Mallory", reason="spam"), by="op", operator=True)
+        frames = await mallory.expect_closed(timeout=WAIT)
+        assert frames[-1]["type"] == "bye" and frames[-1]["reason"] == "banned"
+        refused = await _hello(b.address, "mallory")
+        assert refused["type"] == "error" and refused["code"] == "banned"
+        async with node(redis.url) as c:
+            assert (await _hello(c.address, "mallory"))["code"] == "banned"
+            [ban] = a.moderation.bans.active()
+            await a.moderation.handle(Unban(ban=ban.id), by="op", operator=True)
+            async with asyncio.timeout(WAIT):
+                while b.moderation.bans.active() or c.moderation.bans.active():
+                    await asyncio.sleep(0.02)
+            assert (await _hello(b.address, "mallory"))["type"] == "welcome"

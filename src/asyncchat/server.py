@@ -23,7 +23,7 @@ from .codecs.line import LineCodec
 from .errors import ConfigError, ErrorCode, StoreError
 from .fanout import Member
 from .hub import Hub, Pending
-from .interfaces import Broker, HistoryStore
+from .interfaces import Ban, BanStore, Broker, HistoryStore
 from .limits import Limits
 from .metrics import ChatCollector, exposition
 from .stats import LAG_BUCKETS, Histogram
@@ -146,7 +146,7 @@ class ChatServer:
             self.hub,
             lambda: list(self.admission.connections),
             auth=authenticator,
-            store=self.accounts,
+            store=self.accounts if self.cluster is None else _cluster_bans(self.cluster),
         )
         self.admission.moderation = self.moderation
         if self.cluster is not None:
@@ -203,12 +203,12 @@ class ChatServer:
         loop = asyncio.get_running_loop()
         self.hub.set_scheduler(loop.call_soon)
         try:
+            if self.cluster is not None:
+                await self.cluster.connect()  # in a cluster, the bans are in Redis
             try:
                 await self.moderation.start()  # the bans, before anyone is accepted
             except StoreError as exc:
                 raise ConfigError(f"cannot read the bans: {exc}") from None
-            if self.cluster is not None:
-                await self.cluster.connect()
             for listener in self.listeners:
                 await listener.start()
             # No await from here on until served: nobody is served without the store.
@@ -357,6 +357,17 @@ class ChatServer:
         events.on_member = functools.partial(remote.member_event, hub)
         events.on_topic = functools.partial(remote.topic_changed, hub)
         events.on_dm = functools.partial(remote.dm_arrived, hub)
+        bans = self.moderation.bans
+
+        def banned(ban: Ban) -> None:
+            bans.add(ban)
+            self.moderation.evict_banned()
+
+        def unbanned(ban_id: int) -> None:
+            bans.remove(ban_id)
+
+        events.on_ban = banned
+        events.on_unban = unbanned
         cluster.on_reset = reset
         cluster.on_fenced = fenced
         cluster.on_name_lost = name_lost
@@ -469,6 +480,13 @@ def _cluster_broker(
         idempotency_window=limits.idempotency_window,
         lease=lease,
     )
+
+
+def _cluster_bans(cluster: RedisBroker[Pending]) -> BanStore:
+    """The bans of a cluster, kept in its Redis."""
+    from .backends.redis_bans import RedisBans
+
+    return RedisBans(cluster)
 
 
 async def run_server(host: str = "127.0.0.1", port: int = 1234, **options: Any) -> None:
