@@ -14,6 +14,8 @@ from typing import Any
 
 import bench
 from bench.loadgen import raise_nofile
+from bench.native import BuildError
+from bench.native import build as build_cgen
 from bench.report import brief, plot, report
 from bench.systems import BASE_SYSTEMS, DEFAULT_SYSTEMS, SYSTEMS, available, version
 from bench.workloads import run_fanout, run_idle, run_latency
@@ -105,6 +107,12 @@ def parser() -> argparse.ArgumentParser:
                    help="extra argument for 'asyncchat serve' (repeatable; e.g. "
                    "--server-arg=--max-outbox --server-arg=1048576)")
     lg = p.add_argument_group("load generator")
+    lg.add_argument("--gen", choices=("c", "python"), default="c",
+                    help="fanout's load generator: 'c' is scripts/bench/cgen/gen.c (one epoll "
+                    "process, built with cc -O2 on first use into ~/.cache/asyncchat-bench, "
+                    "pinned off --server-cpu), for every system but the WebSocket ones; "
+                    "'python' the uvloop worker processes (the latency and idle workloads "
+                    "always use these; default: %(default)s)")
     lg.add_argument("--procs", type=int, default=0,
                     help="member processes (default: CPUs - 1, at least 1); senders run in one "
                     "more process")
@@ -142,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     if args.senders < 1 or args.duration <= 0 or args.window < 1 or args.max_lag < 0:
         parser().error("--senders, --duration and --window must be positive")
+    if args.gen == "c" and "fanout" in args.workload:
+        try:
+            build_cgen()
+        except BuildError as exc:
+            parser().error(str(exc))
     nofile = raise_nofile()
     results: dict[str, Any] = {"fanout": [], "latency": [], "idle": [], "skipped": []}
     systems = []

@@ -76,7 +76,9 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
                     f"process {r['gen_cpu_pct_max']:.0f}% of a core, senders waited for members "
                     f"{100 * r['lag_blocked_frac']:.0f}% of the time, server "
                     f"{r['server_cpu_pct']:.0f}%)"
-                    ": it could not outrun the server; the figure is a lower bound.")
+                    ": it could not outrun the server; the figure is a lower bound, and server "
+                    f"CPU per delivery ({_us(r['server_us_per_delivery'])} us) the comparable "
+                    "one.")
             elif r["limit"] == "cpu":
                 notes.append(
                     f"fanout {r['system']} N={r['n']}: every core was busy (machine "
@@ -93,6 +95,14 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
                              f"{r['delivery_ratio']:.2f} of messages sent x receivers")
             if r.get("error"):
                 notes.append(f"fanout {r['system']} N={r['n']}: {r['error']}")
+        gens = {g: sorted({r["system"] for r in fan if r.get("generator") == g})
+                for g in ("c", "python")}
+        if gens["c"]:
+            notes.append("load generator: C (scripts/bench/cgen/gen.c, one epoll process"
+                         + (f" pinned off CPU {args.server_cpu}" if args.server_cpu is not None
+                            else "") + f") for {', '.join(gens['c'])}"
+                         + (f"; Python (uvloop processes) for {', '.join(gens['python'])}"
+                            if gens["python"] else ""))
         out.append(_table(["system", "N", "deliveries/s", "srv us/deliv", "msgs/s", "srv CPU",
                            "gen CPU (max proc)", "other", "lost", "limit"], rows))
         # The -base systems are compared with their own after / before table, not as peers.
@@ -176,8 +186,9 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
                 out.append(_table(["vs", "RSS/conn", "CPU/connect"], rows))
     loops = {r.get("gen_loop") for w in ("fanout", "latency", "idle")
              for r in results.get(w) or [] if r.get("gen_loop")}
-    if loops - {"uvloop"}:
-        notes.append(f"the load generator ran on {', '.join(sorted(map(str, loops)))} "
+    if loops - {"uvloop", "c-epoll"}:
+        odd = sorted(map(str, loops - {"c-epoll"}))
+        notes.append(f"the load generator ran on {', '.join(odd)} "
                      "(uvloop not importable or --gen-loop asyncio)")
     if not (fan or lat or idle):
         out.append("no point was completed")

@@ -9,6 +9,7 @@ import contextlib
 import ctypes
 import functools
 import importlib.util
+import json
 import os
 import platform
 import shutil
@@ -33,15 +34,19 @@ BASE_SYSTEMS = ("asyncchat-base", "asyncchat-nohist-base")
 #: asyncchat with its members on the web listener's WebSocket (asyncchat-ws), or every second
 #: member there (asyncchat-mixed); senders stay on the native TCP protocol. Not run unless asked.
 WEB_SYSTEMS = ("asyncchat-ws", "asyncchat-mixed")
+#: The durable peers (fanout, C generator only): Redis Streams (XADD, XREAD BLOCK; appendonly,
+#: fsync every second) and NATS JetStream (file storage; PubAck, push consumers).
+DURABLE_SYSTEMS = ("redis-streams", "jetstream")
 SYSTEMS = ("asyncchat", "redis", "nats", "select", "thread", "asyncchat-nohist", *WEB_SYSTEMS,
-           *BASE_SYSTEMS)
+           *BASE_SYSTEMS, *DURABLE_SYSTEMS)
 #: asyncchat with --no-history, in the same run: its column in the ratio tables is the ratio of
 #: history on (--history, default file) to history off. Not run unless asked for by name.
 DEFAULT_SYSTEMS = ("asyncchat", "redis", "nats", "select", "thread")
 #: Systems where a sender is a room member and receives the other senders' messages.
 CHATLIKE = {"asyncchat", "asyncchat-nohist", *WEB_SYSTEMS, "select", "thread"}
 #: Systems whose server process runs on one core (the limit test compares with 100% of a core).
-SINGLE_THREADED = {"asyncchat", "asyncchat-nohist", *WEB_SYSTEMS, "redis", "select", "thread"}
+SINGLE_THREADED = {"asyncchat", "asyncchat-nohist", *WEB_SYSTEMS, "redis", "redis-streams",
+                   "select", "thread"}
 
 CLIENTS: dict[str, type[Client]] = {
     "asyncchat": ChatClient,
@@ -170,8 +175,16 @@ class Server:
         elif system == "redis":
             cmd = ["redis-server", "--port", p, "--bind", self.host, "--save", "",
                    "--appendonly", "no", "--maxclients", str(maxconn)]
+        elif system == "redis-streams":
+            self.tmpdir = tempfile.mkdtemp(prefix="asyncchat-bench-redis-")
+            cmd = ["redis-server", "--port", p, "--bind", self.host, "--save", "",
+                   "--appendonly", "yes", "--appendfsync", "everysec", "--dir", self.tmpdir,
+                   "--maxclients", str(maxconn)]
         elif system == "nats":
             cmd = ["nats-server", "-a", self.host, "-p", p]
+        elif system == "jetstream":
+            self.tmpdir = tempfile.mkdtemp(prefix="asyncchat-bench-js-")
+            cmd = ["nats-server", "-a", self.host, "-p", p, "-js", "-sd", self.tmpdir]
         else:
             cmd = [sys.executable, str(BASELINES / f"{system}_server.py"), "--host", self.host,
                    "--port", p]
@@ -202,6 +215,12 @@ class Server:
                         f"{system} is not listening after 15 s: {self.tail()}") from None
                 time.sleep(0.05)
         time.sleep(0.1)
+        if system == "jetstream":
+            try:
+                js_create_stream(self.host, self.port)
+            except BaseException:
+                self.stop()
+                raise
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -228,6 +247,35 @@ class Server:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
+def js_create_stream(host: str, port: int, timeout: float = 10.0) -> None:
+    """Create the JetStream stream BENCH on the subject the senders publish to (file storage),
+    over the NATS protocol's request/reply. Raises RuntimeError if the server refuses."""
+    cfg = json.dumps({"name": "BENCH", "subjects": ["bench"], "storage": "file",
+                      "retention": "limits", "discard": "old"}).encode()
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(b'CONNECT {"verbose":false}\r\nSUB _INBOX.create 1\r\n'
+                  b"PUB $JS.API.STREAM.CREATE.BENCH _INBOX.create %d\r\n%s\r\n" % (len(cfg), cfg))
+        data = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            j = data.find(b"MSG _INBOX.create ")
+            if j >= 0 and data.find(b"\r\n", j) >= 0:
+                eol = data.find(b"\r\n", j)
+                n = int(data[j:eol].split()[-1])
+                if len(data) >= eol + 2 + n:
+                    reply = data[eol + 2 : eol + 2 + n]
+                    if b'"error"' in reply:
+                        raise RuntimeError(f"jetstream: stream create refused: {reply.decode()}")
+                    return
+            if b"-ERR" in data:
+                raise RuntimeError(f"jetstream: {data.decode(errors='replace').strip()}")
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    raise RuntimeError("jetstream: no answer to the stream create request")
+
+
 def available(system: str, baseline: str | None) -> str | None:
     """None when the system can run here, else why not."""
     if system.endswith(BASE_SUFFIX):
@@ -235,9 +283,9 @@ def available(system: str, baseline: str | None) -> str | None:
     if system.startswith("asyncchat"):
         return None if importlib.util.find_spec("asyncchat") else \
             f"asyncchat is not importable by {sys.executable}"
-    if system == "redis":
+    if system in ("redis", "redis-streams"):
         return None if shutil.which("redis-server") else "redis-server is not installed"
-    if system == "nats":
+    if system in ("nats", "jetstream"):
         return None if shutil.which("nats-server") else "nats-server is not installed"
     path = BASELINES / f"{system}_server.py"
     return None if path.exists() else f"{path} is missing"
@@ -270,10 +318,10 @@ def version(system: str, baseline: str | None) -> str:
             out = asyncchat_python(src, "-m", "asyncchat", "--version", timeout=10)
             if src is not None:
                 out = f"{out.strip()} ({src}{_git_head(src.parent)})"
-        elif system == "redis":
+        elif system in ("redis", "redis-streams"):
             out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True,
                                  timeout=10).stdout
-        elif system == "nats":
+        elif system in ("nats", "jetstream"):
             out = subprocess.run(["nats-server", "--version"], capture_output=True, text=True,
                                  timeout=10).stdout
         else:

@@ -18,6 +18,8 @@ from typing import Any
 
 from bench.clients import U32
 from bench.loadgen import Workers, raise_nofile
+from bench.native import PROTOS, CGen
+from bench.native import build as build_cgen
 from bench.systems import CHATLIKE, CLIENTS, MEMBER_CLIENTS, SINGLE_THREADED, Server, kind
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -55,8 +57,15 @@ def _split(n: int, parts: int) -> list[int]:
     return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
 
 
+#: The roles of the load-generator processes that hold senders: a Python sender process, or the
+#: C generator's one process (members and senders).
+SENDING = ("sender", "c")
+
+
 def _spec(args: argparse.Namespace, server: Server, system: str, role: str, mode: str,
           names: list[str], idx: int, prog_idx: int = 0, **extra: Any) -> dict[str, Any]:
+    if kind(system) not in CLIENTS:
+        raise RuntimeError(f"{system} is spoken by the C load generator only (fanout, --gen c)")
     spec = {
         "system": system, "client": CLIENTS[kind(system)], "role": role, "mode": mode,
         "names": names, "idx": idx,
@@ -122,7 +131,39 @@ def _start_clients(args: argparse.Namespace, server: Server, system: str, mode: 
     return ws, info
 
 
-def _barrier(ws: Workers, server: Server, timeout: float) -> None:
+def generator(args: argparse.Namespace, system: str) -> str:
+    """The fanout load generator of a system: 'c' when asked for and it speaks the system's
+    protocol (not the WebSocket systems), else 'python'."""
+    if getattr(args, "gen", "python") == "c" and system in PROTOS:
+        return "c"
+    return "python"
+
+
+def _start_cgen(args: argparse.Namespace, server: Server, system: str,
+                members: int) -> tuple[CGen, dict[str, Any]]:
+    args._point_members = members + args.senders
+    timeout = 2 * args.setup_timeout + members / 100
+    gen = CGen(build_cgen(), proto=PROTOS[system], host=server.host, port=server.port,
+               members=members, senders=args.senders, window=args.window,
+               max_lag=_max_lag(args, system, members + args.senders),
+               text_size=args.text_size, concurrency=args.concurrency, timeout=timeout,
+               avoid_cpu=args.server_cpu)
+    try:
+        ready = gen.wait_ready(server)
+        if ready["failed"]:
+            if not server.alive():
+                raise RuntimeError(f"{server.system} exited while clients connected "
+                                   f"({server.proc.returncode}): {server.tail()}")
+            raise RuntimeError(f"{ready['failed']} of {members + args.senders} connections "
+                               f"could not connect ({ready['why']})")
+    except BaseException:
+        gen.close()
+        raise
+    return gen, {"member_procs": 1, "sender_procs": 0, "connect_s": ready["connect_s"],
+                 "gen_loop": ready["loop"], "generator": "c"}
+
+
+def _barrier(ws: Workers | CGen, server: Server, timeout: float) -> None:
     """Senders post probes until every member has received at least one message: everyone is
     in the room (the textbook servers register a client only when they get to it)."""
     deadline = time.monotonic() + timeout
@@ -141,7 +182,7 @@ def _barrier(ws: Workers, server: Server, timeout: float) -> None:
                                f"within {timeout:.0f} s")
 
 
-def _snapshot(ws: Workers, server: Server, record: bool) -> dict[str, Any]:
+def _snapshot(ws: Workers | CGen, server: Server, record: bool) -> dict[str, Any]:
     entries = ws.procs[:]
     for _, conn, _ in entries:
         conn.send(("mark", {"record": record}))
@@ -169,6 +210,7 @@ def _window_figures(system: str, m1: dict[str, Any], m2: dict[str, Any]) -> dict
                     "msgs": b["msgs"] - a["msgs"], "rate": (b["msgs"] - a["msgs"]) / wdt,
                     "sent": b["sent"] - a["sent"],
                     "lag_blocked": b["lag_blocked"] - a["lag_blocked"],
+                    "acks": b["acks"] - a["acks"],
                     "lost": b["lost_during"], "live": b["live"], "errors": b["errors"]})
     srv_cpu = m2["cpu"] - m1["cpu"]
     gen_cpu = sum((b["cpu"] - a["cpu"]) for a, b in zip(m1["w"], m2["w"], strict=True))
@@ -191,9 +233,11 @@ def _window_figures(system: str, m1: dict[str, Any], m2: dict[str, Any]) -> dict
     }
 
 
-def _limit(system: str, f: dict[str, Any], lag_frac: float) -> str:
-    """What limited a run: server, loadgen, cpu (every core busy, shared) or window."""
-    srv_cap = 100.0 if kind(system) in SINGLE_THREADED else 100.0 * f["ncpu"]
+def _limit(system: str, f: dict[str, Any], lag_frac: float, pinned: bool = False) -> str:
+    """What limited a run: server, loadgen, cpu (every core busy, shared) or window. A server
+    pinned to one CPU (--server-cpu) is saturated at 100% whatever its threads."""
+    one_core = pinned or kind(system) in SINGLE_THREADED
+    srv_cap = 100.0 if one_core else 100.0 * f["ncpu"]
     if f["server_cpu_pct"] >= 0.85 * srv_cap:
         return "server"
     if f["gen_cpu_pct_max"] >= 85:
@@ -207,9 +251,13 @@ def _limit(system: str, f: dict[str, Any], lag_frac: float) -> str:
 
 def run_fanout(args: argparse.Namespace, system: str, n: int) -> dict[str, Any]:
     server = Server(system, args)
-    ws: Workers | None = None
+    ws: Workers | CGen | None = None
     try:
-        ws, info = _start_clients(args, server, system, "fanout", n, args.senders)
+        if generator(args, system) == "c":
+            ws, info = _start_cgen(args, server, system, n)
+        else:
+            ws, info = _start_clients(args, server, system, "fanout", n, args.senders)
+            info["generator"] = "python"
         _barrier(ws, server, args.setup_timeout)
         ws.command(ws.role("member"), ("go",))
         ws.command(ws.role("sender"), ("go",))
@@ -223,10 +271,9 @@ def run_fanout(args: argparse.Namespace, system: str, n: int) -> dict[str, Any]:
         deliveries = sum(g["msgs"] for g in f["gen"])
         member_deliv = sum(b["member_msgs"] - a["member_msgs"]
                            for a, b in zip(m1["w"], m2["w"], strict=True))
-        acked = sum(b["acks"] - a["acks"] for a, b, role in zip(m1["w"], m2["w"], m1["roles"],
-                    strict=True) if role == "sender")
+        acked = sum(g["acks"] for g in f["gen"] if g["role"] in SENDING)
         receivers = n + (args.senders - 1 if kind(system) in CHATLIKE else 0)
-        lag_blocked = sum(g["lag_blocked"] for g in f["gen"] if g["role"] == "sender")
+        lag_blocked = sum(g["lag_blocked"] for g in f["gen"] if g["role"] in SENDING)
         lag_frac = lag_blocked / max(1, args.senders) / dt
         out = {
             "workload": "fanout", "system": system, "n": n, "senders": args.senders, **info,
@@ -243,7 +290,7 @@ def run_fanout(args: argparse.Namespace, system: str, n: int) -> dict[str, Any]:
             "gen": f["gen"],
             "server_alive": alive,
         }
-        out["limit"] = _limit(system, f, lag_frac)
+        out["limit"] = _limit(system, f, lag_frac, args.server_cpu is not None)
         if not deliveries:
             out["limit"] = "none"
             out["error"] = ("no deliveries in the window" + (
