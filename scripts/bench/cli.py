@@ -113,6 +113,10 @@ def parser() -> argparse.ArgumentParser:
                     "pinned off --server-cpu), for every system but the WebSocket ones; "
                     "'python' the uvloop worker processes (the latency and idle workloads "
                     "always use these; default: %(default)s)")
+    lg.add_argument("--say-id", choices=("on", "off"), default="on",
+                    help="fanout, C generator, asyncchat: each say carries a unique id, as a "
+                    "client that can re-send does (the server remembers it for idempotent "
+                    "re-sends); 'off' sends none, as the Python generator (default: %(default)s)")
     lg.add_argument("--procs", type=int, default=0,
                     help="member processes (default: CPUs - 1, at least 1); senders run in one "
                     "more process")

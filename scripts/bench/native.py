@@ -140,11 +140,12 @@ class CGen:
 
     def __init__(self, binary: Path, *, proto: str, host: str, port: int, members: int,
                  senders: int, window: int, max_lag: int, text_size: int, concurrency: int,
-                 timeout: float, avoid_cpu: int | None) -> None:
+                 timeout: float, avoid_cpu: int | None, say_id: bool = True) -> None:
         argv = [str(binary), "--proto", proto, "--host", host, "--port", str(port),
                 "--members", str(members), "--senders", str(senders), "--window", str(window),
                 "--max-lag", str(max_lag), "--text-size", str(text_size),
-                "--concurrency", str(concurrency), "--timeout", str(timeout)]
+                "--concurrency", str(concurrency), "--timeout", str(timeout),
+                "--say-id", str(int(say_id))]
         self.err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.err,

@@ -147,7 +147,7 @@ def _start_cgen(args: argparse.Namespace, server: Server, system: str,
                members=members, senders=args.senders, window=args.window,
                max_lag=_max_lag(args, system, members + args.senders),
                text_size=args.text_size, concurrency=args.concurrency, timeout=timeout,
-               avoid_cpu=args.server_cpu)
+               avoid_cpu=args.server_cpu, say_id=getattr(args, "say_id", "on") == "on")
     try:
         ready = gen.wait_ready(server)
         if ready["failed"]:
@@ -159,8 +159,11 @@ def _start_cgen(args: argparse.Namespace, server: Server, system: str,
     except BaseException:
         gen.close()
         raise
-    return gen, {"member_procs": 1, "sender_procs": 0, "connect_s": ready["connect_s"],
-                 "gen_loop": ready["loop"], "generator": "c"}
+    info = {"member_procs": 1, "sender_procs": 0, "connect_s": ready["connect_s"],
+            "gen_loop": ready["loop"], "generator": "c"}
+    if PROTOS[system] == "chat":
+        info["say_id"] = getattr(args, "say_id", "on") == "on"
+    return gen, info
 
 
 def _barrier(ws: Workers | CGen, server: Server, timeout: float) -> None:

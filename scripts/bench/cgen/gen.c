@@ -13,7 +13,9 @@
  * most --window messages unanswered, refills when a quarter of it is free, and stays at most
  * --max-lag messages (acknowledged, not yet received by the slowest member) ahead. Deliveries
  * are counted without decoding anything:
- *   chat     4-byte length prefix, payload byte 9 ('m'essage, 'a'ck, 'w'elcome, 'p'ing...)
+ *   chat     4-byte length prefix, payload byte 9 ('m'essage, 'a'ck, 'w'elcome, 'p'ing...);
+ *            each say has a unique id ("id":"0000000001"...), as a client that can re-send
+ *            does (--say-id 0: none, as the Python generator)
  *   redis    RESP pub/sub: SUBSCRIBE; PUBLISH, one integer reply each; the fixed message prefix
  *   nats     SUB; PUB... PING per batch, the PONGs are the window; "MSG bench " counted
  *   xstream  Redis Streams: XADD (one bulk id reply each); members XREAD BLOCK 0 from the
@@ -71,6 +73,7 @@ struct conn {
     double blocked_since;
     const uint8_t *m; /* a sender's message (jetstream: its own reply inbox in it) */
     size_t mlen;
+    uint64_t next_id; /* chat with --say-id: the next say's id */
     /* nats: the batch sizes whose PONG is awaited */
     int *pings;
     size_t ph, pt, pcap;
@@ -88,6 +91,8 @@ static const char *host = "127.0.0.1";
 static int port, nmembers, nsenders, window = 200, refill = 50, text_size = 100;
 static long max_lag = 50000;
 static int concurrency = 64;
+static int say_id = 1;   /* chat: each say carries a unique id, as a real client's */
+static size_t id_off;    /* where its 10 digits are in the message */
 static double timeout_s = 60;
 static struct conn *conns;
 static int nconns, ep;
@@ -204,7 +209,12 @@ static void pump(struct conn *c);
 static void add_msgs(struct conn *c, int k) {
     out_reserve(c, c->mlen * k + 8);
     for (int i = 0; i < k; i++) {
-        memcpy(c->obuf + c->olen, c->m, c->mlen);
+        uint8_t *p = c->obuf + c->olen;
+        memcpy(p, c->m, c->mlen);
+        if (id_off) {
+            uint64_t v = ++c->next_id;
+            for (int d = 9; d >= 0; d--, v /= 10) p[id_off + d] = '0' + v % 10;
+        }
         c->olen += c->mlen;
     }
     if (proto == P_NATS) {
@@ -829,7 +839,8 @@ static int on_stdin(void) {
 
 static void usage(void) {
     die("usage: gen --proto chat|redis|nats|xstream|js|text --port P --members N --senders S "
-        "[--host H] [--window W] [--max-lag L] [--text-size B] [--concurrency C] [--timeout T]");
+        "[--host H] [--window W] [--max-lag L] [--text-size B] [--concurrency C] [--timeout T] "
+        "[--say-id 0|1]");
 }
 
 int main(int argc, char **argv) {
@@ -852,6 +863,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--text-size")) text_size = atoi(v);
         else if (!strcmp(k, "--concurrency")) concurrency = atoi(v);
         else if (!strcmp(k, "--timeout")) timeout_s = atof(v);
+        else if (!strcmp(k, "--say-id")) say_id = atoi(v);
         else usage();
     }
     if (!port || nmembers < 0 || nsenders < 1 || window < 1 || text_size < 1) usage();
@@ -867,7 +879,9 @@ int main(int argc, char **argv) {
     msg = malloc(text_size + 256);
     switch (proto) {
     case P_CHAT: {
-        int n = sprintf((char *)msg + 4, "{\"type\":\"say\",\"room\":\"lobby\",\"text\":\"%s\"}", text);
+        int n = sprintf((char *)msg + 4, "{\"type\":\"say\",\"room\":\"lobby\",\"text\":\"%s\"%s}",
+                        text, say_id ? ",\"id\":\"0000000000\"" : "");
+        if (say_id) id_off = 4 + n - 12;
         uint32_t be = htonl(n);
         memcpy(msg, &be, 4);
         msg_len = n + 4;
