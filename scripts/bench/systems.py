@@ -166,6 +166,11 @@ class Server:
             if "--db" in flags:  # a server with history: never the user's own database
                 if history == "off":
                     cmd += ["--no-history"]
+                    if "--accounts-db" in flags:
+                        # Without history the accounts and bans still default to the user's
+                        # history file (~/.local/share/asyncchat): a temporary one instead.
+                        self.tmpdir = tempfile.mkdtemp(prefix="asyncchat-bench-")
+                        cmd += ["--accounts-db", os.path.join(self.tmpdir, "accounts.db")]
                 elif history == "memory":
                     cmd += ["--db", ":memory:"]
                 else:
