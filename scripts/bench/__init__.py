@@ -30,6 +30,14 @@ Systems
              temporary directory: the user's own history file is never touched.
   redis      redis-server --save "" --appendonly no: members SUBSCRIBE, senders PUBLISH.
   nats       nats-server -a 127.0.0.1: members SUB, senders PUB (plain text protocol).
+  redis-streams, jetstream
+             the durable peers (fanout with the C generator only; not run unless named):
+             redis-server --appendonly yes --appendfsync everysec in a temporary directory,
+             senders XADD to one stream (the reply is the window), members XREAD BLOCK 0 from
+             the last id they read; nats-server -js with file storage in a temporary
+             directory, one stream on the subject, senders PUB with a reply inbox and wait for
+             the PubAcks (the window), each member its own ephemeral push consumer (deliver
+             all, ack none).
   select     scripts/baselines/select_server.py (textbook select() loop).
   thread     scripts/baselines/thread_server.py (textbook thread per client).
   asyncchat-ws, asyncchat-mixed
@@ -41,10 +49,16 @@ Systems
              asyncchat-nohist with the server run from PATH/src (PYTHONPATH), so that one run
              measures before and after side by side ("after / before" table under fanout).
 
-The load generator runs in worker processes on uvloop (--procs member processes plus one sender
-process) and reports its own CPU use. A point where it, and not the server, was the limit is
+Load generator. fanout uses, by default (--gen c), scripts/bench/cgen/gen.c: one process, one
+thread, epoll, non-blocking sockets, pinned off --server-cpu; the bench builds it with cc -O2
+into ~/.cache/asyncchat-bench on first use (again when the source changes) and drives it over
+its stdin/stdout. Its asyncchat senders put a unique id in each say (--say-id off: none). The
+WebSocket systems, and latency and idle, use the Python generator: worker processes on uvloop
+(--procs member processes plus one sender process); --gen python uses it for fanout too. Both
+report their own CPU use. A point where the generator, and not the server, was the limit is
 flagged in the table ("limit" column) and in a note under it; such a figure is a lower bound for
-the server. The machine's other CPU load during the window is reported too ("other").
+the server, and its CPU per delivery is the comparable figure. The machine's other CPU load
+during the window is reported too ("other").
 """
 
 from __future__ import annotations

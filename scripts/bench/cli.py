@@ -17,7 +17,14 @@ from bench.loadgen import raise_nofile
 from bench.native import BuildError
 from bench.native import build as build_cgen
 from bench.report import brief, plot, report
-from bench.systems import BASE_SYSTEMS, DEFAULT_SYSTEMS, SYSTEMS, available, version
+from bench.systems import (
+    BASE_SYSTEMS,
+    DEFAULT_SYSTEMS,
+    DURABLE_SYSTEMS,
+    SYSTEMS,
+    available,
+    version,
+)
 from bench.workloads import run_fanout, run_idle, run_latency
 
 WORKLOADS = ("fanout", "latency", "idle")
@@ -192,6 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         for workload in args.workload:
             for system in systems:
                 points: list[Any] = args.sizes if workload == "fanout" else [None]
+                if workload != "fanout" and system in DURABLE_SYSTEMS:
+                    why = "measured by the fanout workload's C generator only"
+                    results["skipped"].append({"system": system, "workload": workload,
+                                               "why": why})
+                    progress(f"[{workload}] {system}: skipped ({why})")
+                    continue
                 for n in points:
                     label = f"[{workload}] {system}" + (f" N={n}" if n else "")
                     progress(f"{label} ...")

@@ -194,7 +194,8 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
         out.append("no point was completed")
     skipped = results.get("skipped") or []
     for s in skipped:
-        notes.append(f"{s['system']}: not run ({s['why']})")
+        where = f" in {s['workload']}" if s.get("workload") else ""
+        notes.append(f"{s['system']}: not run{where} ({s['why']})")
     if notes:
         out.append("\nNotes:")
         out.extend(f"  - {x}" for x in notes)
