@@ -85,8 +85,10 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
                     f"{r['machine_cpu_pct']:.0f}% of {r['ncpu']}00%: server "
                     f"{r['server_cpu_pct']:.0f}%, load generator {r['gen_cpu_pct_total']:.0f}%, "
                     f"other {r['other_cpu_pct']:.0f}%)"
-                    ": the server shared its cores with the load generator, which could not outrun "
-                    "it; CPU per delivery is the comparable figure.")
+                    + (": the server shared its cores with the load generator, which could not "
+                       "outrun it" if r["gen_cpu_pct_total"] > r["other_cpu_pct"] else
+                       ": processes outside the benchmark took the CPU the server did not get")
+                    + "; CPU per delivery is the comparable figure.")
             if r["lost"] or r.get("errors"):
                 notes.append(f"fanout {r['system']} N={r['n']}: {r['lost']} connection(s) lost "
                              f"during the window; errors: {r.get('errors') or '-'}")
