@@ -36,3 +36,23 @@ def test_cgen_builds_and_drives_a_fanout_point(tmp_path: Path) -> None:
     assert point["generator"] == "c"
     assert point["deliveries"] > 0
     assert point["lost"] == 0
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None or shutil.which("nats-server") is None,
+                    reason="redis-server or nats-server is not installed")
+def test_cgen_drives_the_durable_peers(tmp_path: Path) -> None:
+    """Redis Streams (XADD, XREAD BLOCK) and JetStream (PubAck, push consumers) both deliver
+    in a room of 3 with the C generator, on servers the bench starts on free ports."""
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    r = subprocess.run(
+        [sys.executable, str(BENCH), "--workload", "fanout",
+         "--systems", "redis-streams,jetstream", "--sizes", "3", "--duration", "1",
+         "--warmup", "0.2", "--json", str(out)],
+        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    points = json.loads(out.read_text())["fanout"]
+    assert [p["system"] for p in points] == ["redis-streams", "jetstream"]
+    for p in points:
+        assert "error" not in p, p.get("error")
+        assert p["deliveries"] > 0 and p["lost"] == 0 and p["acked_per_s"], p
