@@ -275,6 +275,88 @@ async def test_redis_restarted_without_its_data_tells_clients_reset(tmp_path: Pa
             await back.close()
 
 
+async def test_redis_away_longer_than_the_lease_fences_and_loses_nothing_acked(
+    redis: RedisProcess,
+) -> None:
+    """Redis killed, kept down past the nodes' lease and restarted on its files: both nodes
+    are fenced (their clients get bye), the clients come back on the other node and resume
+    exactly what they missed (no reset), and the numbering goes on above every acked seq."""
+    async with node(redis.url) as a, node(redis.url) as b:
+        alice = await Client.open(a.address, "alice")
+        bob = await Client.open(b.address, "bob")
+        texts: dict[Any, str] = {i: f"m{i}" for i in range(10)}
+        for i in range(5):
+            alice.send({"type": "say", "room": "lobby", "text": texts[i], "id": i})
+        await alice.until("ack", ref=4)
+        while len(bob.seen) < 5:
+            await bob.until("message")
+        for i in range(5, 10):
+            alice.send({"type": "say", "room": "lobby", "text": texts[i], "id": i})
+        await alice.until("ack", ref=9)
+        redis.kill()
+        await asyncio.sleep(2 * LEASE)
+        redis.start()
+        for c in (alice, bob):
+            frames = await c.expect_closed(timeout=3 * WAIT)
+            assert frames[-1]["type"] == "bye"
+            for f in frames:
+                c.note(f)
+        seen_by_bob = max(bob.seen)
+        back_alice = await Client.open(b.address, "alice", resume={"lobby": 10})
+        back_bob = await Client.open(a.address, "bob", resume={"lobby": seen_by_bob})
+        for c in (back_alice, back_bob):
+            end = await c.until("history_end", room="lobby")
+            assert not end.get("reset")
+        assert back_alice.seen == {}
+        assert sorted(back_bob.seen) == list(range(seen_by_bob + 1, 11))
+        back_alice.send({"type": "say", "room": "lobby", "text": "after", "id": "z"})
+        texts["z"] = "after"
+        assert (await back_alice.until("ack", ref="z"))["seq"] == 11
+        await back_bob.until("message", text="after")
+        back_alice.acks.update(alice.acks)
+        check(await room_log(redis.url), [alice, bob, back_alice, back_bob], texts)
+        for c in (back_alice, back_bob):
+            await c.close()
+
+
+async def test_redis_restarted_without_its_data_resets_every_node(tmp_path: Path) -> None:
+    """Two nodes, Redis restarted without its files: the clients of both nodes get bye, their
+    resume on the other node is answered reset, and the nodes share rooms and names again
+    (who lists the members of both, a name is unique across them)."""
+    with redis_process(tmp_path / "redis") as redis:
+        async with node(redis.url) as a, node(redis.url) as b:
+            alice = await Client.open(a.address, "alice")
+            bob = await Client.open(b.address, "bob")
+            alice.send({"type": "say", "room": "lobby", "text": "lost", "id": 1})
+            await alice.until("ack", ref=1)
+            redis.kill()
+            redis.flush_files()
+            redis.start()
+            for c in (alice, bob):
+                frames = await c.expect_closed(timeout=3 * WAIT)
+                assert frames[-1]["type"] == "bye"
+            alice = await Client.open(b.address, "alice", resume={"lobby": 1})
+            bob = await Client.open(a.address, "bob", resume={"lobby": 1})
+            for c in (alice, bob):
+                assert (await c.until("history_end", room="lobby"))["reset"] is True
+            async with asyncio.timeout(WAIT):
+                while True:
+                    alice.send({"type": "who", "room": "lobby", "id": "w"})
+                    if sorted((await alice.until("who", ref="w"))["names"]) == ["alice", "bob"]:
+                        break
+                    await asyncio.sleep(0.02)
+            reader, writer = await asyncio.open_connection(*b.address)
+            twin = RawClient(reader, writer)
+            twin.send({"type": "hello", "name": "Bob", "version": 1})
+            assert (await twin.recv())["code"] == "name_taken"
+            await twin.close()
+            alice.send({"type": "say", "room": "lobby", "text": "new", "id": 2})
+            assert (await alice.until("ack", ref=2))["seq"] == 1
+            assert (await bob.until("message", text="new"))["seq"] == 1
+            for c in (alice, bob):
+                await c.close()
+
+
 # --------------------------------------------------------------------------- subprocess nodes
 
 
