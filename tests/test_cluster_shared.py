@@ -14,7 +14,7 @@ from asyncchat.events import BanRequest, Unban
 
 from .conftest import WAIT, RawClient
 from .redis_fixture import RedisProcess, needs_redis, redis_process
-from .test_cluster import Client, node
+from .test_cluster import Client, node, room_log
 
 pytestmark = needs_redis
 
@@ -175,3 +175,27 @@ async def test_a_ban_on_one_node_is_enforced_by_every_node(redis: RedisProcess) 
                 while b.moderation.bans.active() or c.moderation.bans.active():
                     await asyncio.sleep(0.02)
             assert (await _hello(b.address, "mallory"))["type"] == "welcome"
+
+
+async def test_history_days_drops_old_messages_in_redis_and_every_mirror(
+    redis: RedisProcess,
+) -> None:
+    """With history_days, a node drops the messages older than that from its mirror and from
+    the room's log in Redis: a joiner on another node no longer gets them, and a resume from
+    before them is answered truncated."""
+    days = 1.0 / 86400  # one second
+    async with node(redis.url, history_days=days) as a, node(redis.url, history_days=days) as b:
+        alice = await Client.open(a.address, "alice")
+        alice.send({"type": "say", "room": "lobby", "text": "old", "id": 1})
+        await alice.until("ack", ref=1)
+        await asyncio.sleep(1.5)
+        alice.send({"type": "say", "room": "lobby", "text": "new", "id": 2})
+        await alice.until("ack", ref=2)
+        async with asyncio.timeout(WAIT):
+            while await room_log(redis.url) != {2: ("alice", "new")}:
+                await asyncio.sleep(0.05)
+        bob = await Client.open(b.address, "bob", resume={"lobby": 0})
+        end = await bob.until("history_end", room="lobby")
+        assert sorted(bob.seen) == [2] and end["truncated"] is True
+        for c in (alice, bob):
+            await c.close()

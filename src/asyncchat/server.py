@@ -61,8 +61,8 @@ class ChatServer:
     :class:`~asyncchat.config.AuthConfig`) turns accounts on, kept in ``auth.db`` or else the
     history file ``db`` (see docs/security.md). ``redis`` (a URL) makes the server a node of a
     cluster that shares rooms, names and history through that Redis (docs/cluster.md):
-    ``store``/``durability``/``history_days`` are then unused, ``history_max`` bounds each
-    room's log (10,000 by default), and ``redis_lease`` is the node's lease. Raises
+    ``store``/``durability`` are then unused, ``history_max`` bounds each room's log (10,000
+    by default) and ``history_days`` its age, and ``redis_lease`` is the node's lease. Raises
     :class:`~asyncchat.errors.ConfigError` for an unknown or invalid option or an unusable
     database, and ``OSError`` from :meth:`start` when an address cannot be bound.
     """
@@ -116,7 +116,7 @@ class ChatServer:
         #: nothing for the cluster).
         self.cluster: RedisBroker[Pending] | None = None
         if redis is not None:
-            self.cluster = _cluster_broker(redis, redis_lease, history_max, limits)
+            self.cluster = _cluster_broker(redis, redis_lease, history_max, history_days, limits)
             self.store = None
             self.broker: Broker[Pending] = self.cluster
         else:
@@ -465,7 +465,7 @@ class ChatServer:
 
 
 def _cluster_broker(
-    url: str, lease: float, history_max: int | None, limits: Limits
+    url: str, lease: float, history_max: int | None, history_days: float | None, limits: Limits
 ) -> RedisBroker[Pending]:
     """The Redis broker of a cluster node. Raises ``ConfigError`` when the ``cluster`` extra
     (redis-py) is not installed."""
@@ -477,6 +477,7 @@ def _cluster_broker(
         url,
         no_token=(None, None),
         history_max=history_max,
+        history_days=history_days,
         idempotency_window=limits.idempotency_window,
         lease=lease,
     )

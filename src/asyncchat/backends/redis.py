@@ -92,6 +92,7 @@ class RedisBroker(Generic[T]):
         *,
         no_token: T,
         history_max: int | None = None,
+        history_days: float | None = None,
         idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
         lease: float = DEFAULT_LEASE,
         clock: Callable[[], float] = time.time,
@@ -99,6 +100,8 @@ class RedisBroker(Generic[T]):
         self.url = url
         self.no_token = no_token
         self.history_max = history_max or DEFAULT_ROOM_HISTORY
+        #: Messages older than this many days are dropped (None: kept up to history_max).
+        self.history_days = history_days
         self.window = idempotency_window
         self.lease = lease
         self.clock = clock
@@ -362,6 +365,12 @@ class RedisBroker(Generic[T]):
                 if gone:
                     log.info("node %s is gone: %d of its members left their rooms", node, gone)
 
+    async def _expire(self, r: Any, days: float) -> None:
+        """``history_days``: the messages older than that leave the rooms' logs, in this
+        node's mirror and in Redis (every node trims alike: trimming twice changes nothing)."""
+        for room, first in self._logs.expire(self.clock() - days * 86400).items():
+            await r.xtrim(f"ac:log:{room}", minid=f"{first}-1")
+
     # ------------------------------------------------------------------ tasks
 
     def _require(self) -> Any:
@@ -611,6 +620,8 @@ class RedisBroker(Generic[T]):
                     self._mark_down(RedisDown("this node's lease expired"))
                 else:
                     await self._reap(r)
+                    if self.history_days is not None:
+                        await self._expire(r, self.history_days)
             except (RedisError, OSError) as exc:
                 self._mark_down(exc)
 

@@ -44,6 +44,19 @@ class RoomLogs:
             kept = self._logs[record.room] = deque(maxlen=self.history_max)
         kept.append(record)
 
+    def expire(self, before: float) -> dict[str, int]:
+        """Drop the messages older than ``before`` (Unix seconds) from the front of every
+        room's log; returns, for each room that lost some, the lowest seq it keeps (one above
+        its last when none is left)."""
+        trimmed = {}
+        for room, kept in self._logs.items():
+            last = 0
+            while kept and kept[0].ts < before:
+                last = kept.popleft().seq
+            if last:
+                trimmed[room] = kept[0].seq if kept else last + 1
+        return trimmed
+
     def page(
         self, room: str, *, before: int | None = None, after: int | None = None, limit: int
     ) -> Page:
