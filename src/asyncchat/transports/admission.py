@@ -22,7 +22,7 @@ from ..errors import ErrorCode, ProtocolError, StoreError
 from ..events import Hello
 from ..hub import Hub
 from ..validation import user_key
-from .connection import Connection, ReadFrame
+from .connection import Connection
 from .moderation import Moderation
 
 __all__ = [
@@ -85,6 +85,7 @@ class Admission:
         #: member of another node has it; raises ``StoreError`` when the cluster cannot be
         #: asked); None on one node.
         self.claim: Callable[[str], Awaitable[bool]] | None = None
+        self._loop_time: Callable[[], float] | None = None
 
     def fit_to_descriptors(self) -> int | None:
         """Lower :attr:`capacity` to what the open-file limit (``RLIMIT_NOFILE``, soft) leaves
@@ -115,43 +116,30 @@ class Admission:
             self.hub.refusals[why.code] += 1
         return why
 
-    def opened(self, conn: Connection, task: asyncio.Task[Any], ip: str) -> None:
-        """Count ``conn`` (served by ``task``) from ``ip`` until :meth:`closed`."""
+    def opened(self, conn: Connection, task: asyncio.Task[Any]) -> None:
+        """Count ``conn`` (served by ``task``) from ``conn.ip`` until :meth:`closed`. Idempotent:
+        a listener may count a connection at accept, before its task first runs."""
+        if conn in self.connections:
+            return
         self.connections[conn] = task
-        self._per_ip[ip] += 1
+        self._per_ip[conn.ip] += 1
 
-    def closed(self, conn: Connection, ip: str) -> None:
+    def closed(self, conn: Connection) -> None:
         """``conn`` is gone."""
-        del self.connections[conn]
+        if self.connections.pop(conn, None) is None:
+            return
+        ip = conn.ip
         self._per_ip[ip] -= 1
         if not self._per_ip[ip]:
             del self._per_ip[ip]
 
-    async def serve(
-        self,
-        conn: Connection,
-        ip: str,
-        read: ReadFrame,
-        wait_closed: Callable[[], Awaitable[None]],
-        *,
-        started: float | None = None,
-    ) -> None:
-        """Serve ``conn`` from ``ip`` in the current task, counted until it ends (``started``:
-        see :meth:`Connection.run`). This is the connection's task boundary: an internal error
-        ends that one connection, never the server."""
-        task = asyncio.current_task()
-        assert task is not None
-        self.opened(conn, task, ip)
-        try:
-            await conn.run(read, wait_closed, started=started)
-        except asyncio.CancelledError:
-            conn.transport.abort()
-            raise
-        except Exception:
-            log.exception("internal error on the connection from %s", conn.peer)
-            conn.transport.abort()
-        finally:
-            self.closed(conn, ip)
+    def loop_time(self) -> Callable[[], float]:
+        """The running loop's ``time``, one bound method shared by every connection (a bound
+        method each would cost every idle connection 64 bytes)."""
+        time = self._loop_time
+        if time is None:
+            time = self._loop_time = asyncio.get_running_loop().time
+        return time
 
     async def admit(self, hello: Hello, conn: Connection) -> None:
         """What must pass before ``hello`` (on ``conn``) is welcomed; raises ``ProtocolError``.

@@ -18,13 +18,16 @@ import asyncio
 import contextlib
 import logging
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ErrorCode, ProtocolError
 from ..hub import Hub
 from ..interfaces import Codec
 from ..limits import Limits
-from .connection import Admit, Connection, ReadFrame
+from .connection import Connection, ReadFrame
+
+if TYPE_CHECKING:
+    from .admission import Admission
 
 __all__ = ["KEEPALIVE_PROBES", "READ_CHUNK", "CodecConnection", "codec_reader", "keepalive"]
 
@@ -52,12 +55,14 @@ class CodecConnection(Connection):
         codec: Codec,
         *,
         hub: Hub,
-        admit: Admit,
+        admission: Admission,
         motd: str | None = None,
         kind: str = "tcp",
         **options: Any,
     ) -> None:
-        super().__init__(transport, peer, hub=hub, admit=admit, motd=motd, kind=kind, **options)
+        super().__init__(
+            transport, peer, hub=hub, admission=admission, motd=motd, kind=kind, **options
+        )
         self.codec = codec
         self.pings = codec.pings
 

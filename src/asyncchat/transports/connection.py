@@ -5,6 +5,12 @@ transport, the backlog bound checked), its read loop over whatever yields the tr
 the keepalive and write-stall checks the server's watchdog ticks, the one fail rule (send the
 error and a ``bye``, then close), and an idempotent close. It knows nothing of the listener or
 the server: the hub, the limits and admission are handed to it.
+
+Memory: an idle connection is its transport, the stream reader and writer, one task, and the
+coroutines suspended under it. :meth:`Connection.run` is the task's own coroutine and the task
+boundary (no wrapper coroutine of the listener or of admission stays suspended above it), and it
+reads native frames with ``readexactly`` itself (no reader coroutine between): under the task,
+an idle connection has ``run``, ``readexactly`` and its wait for data (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -12,21 +18,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol, cast
 
 from .. import wire
 from ..errors import ErrorCode, ProtocolError
-from ..events import Hello
+from ..framing import HEADER, check_length
 from ..hub import Hub
-from ..interfaces import Operations
 from ..limits import Limits
 from ..session import Session
+
+if TYPE_CHECKING:
+    from .admission import Admission
 
 __all__ = [
     "FRAMES_PER_TURN",
     "PRE_HANDSHAKE_MAX_FRAME",
-    "Admit",
+    "Closer",
     "Connection",
+    "Frames",
     "ReadFrame",
+    "read_frame",
 ]
 
 log = logging.getLogger("asyncchat.server")
@@ -46,9 +57,29 @@ RELIEVE_POLL = 0.01
 #: (``frame_too_large``: the stream cannot go on), ``asyncio.IncompleteReadError`` or
 #: ``ConnectionError`` when the peer is gone.
 ReadFrame = Callable[[int], Awaitable[bytes]]
-#: ``await admit(hello, connection)``: admission of a valid hello (see
-#: :class:`.admission.Admission`); raises ``ProtocolError`` to refuse it.
-Admit = Callable[[Hello, "Connection"], Awaitable[None]]
+#: Where a connection's frames come from: a native stream (4-byte length-prefixed frames, read
+#: with ``readexactly``, the ``max_frame`` check on the header before the payload is read), or
+#: the :data:`ReadFrame` of a transport that frames otherwise.
+Frames = asyncio.StreamReader | ReadFrame
+
+_unpack = HEADER.unpack
+
+
+class Closer(Protocol):
+    """What a connection waits on for its last bytes to drain (a ``StreamWriter``, a
+    WebSocket)."""
+
+    def wait_closed(self) -> Awaitable[None]: ...
+
+
+async def read_frame(frames: Frames, max_frame: int) -> bytes:
+    """The next frame's payload from ``frames`` (see :data:`ReadFrame` for what it raises)."""
+    if isinstance(frames, asyncio.StreamReader):
+        (n,) = _unpack(await frames.readexactly(4))
+        check_length(n, max_frame)
+        return await frames.readexactly(n) if n else b""
+    return await frames(max_frame)
+
 
 _LEFT_REASON = {
     ErrorCode.TIMEOUT: "timeout",
@@ -70,7 +101,7 @@ class Connection:
         "_stall_since",
         "_time",
         "aborted",
-        "admit",
+        "admission",
         "closed",
         "handed",
         "hub",
@@ -96,12 +127,11 @@ class Connection:
         peer: str,
         *,
         hub: Hub,
-        admit: Admit,
+        admission: Admission,
         motd: str | None = None,
         kind: str = "tcp",
         ip: str | None = None,
         secure: bool = False,
-        ops: Operations | None = None,
     ) -> None:
         #: The transport's name, for /metrics: "tcp", "ws"...
         self.kind = kind
@@ -111,7 +141,8 @@ class Connection:
         self.ip = ip if ip is not None else peer.rpartition(":")[0] or peer
         self.secure = secure
         self.limits: Limits = hub.limits
-        self.admit = admit
+        #: Counts this connection while it runs, and admits its hello.
+        self.admission = admission
         self.transport = transport
         self.peer = peer
         self.max_outbox = self.limits.max_outbox
@@ -119,15 +150,14 @@ class Connection:
         #: it until they are written: a quarter of max_outbox, so that what is still unsent
         #: plus one more page of history (half of it) stays within max_outbox.
         self.reply_budget = self.max_outbox // 4
-        self.session = Session(hub, self, peer=peer, motd=motd, ops=ops)
+        self.session = Session(hub, self, peer=peer, motd=motd, ops=admission.moderation)
         self.closed = False
         self.aborted = False
         self.why = "disconnect"
         #: The last refusal of a hello on this connection (for the log), if any.
         self.refused: str | None = None
-        loop = asyncio.get_running_loop()
-        self._time = loop.time
-        self.last_activity = loop.time()
+        self._time = admission.loop_time()  # one bound method for every connection
+        self.last_activity = self._time()
         self.ping_at: float | None = None
         #: Whether the peer answers pings (False on the text doors: TCP keepalive instead).
         self.pings = True
@@ -184,88 +214,107 @@ class Connection:
 
     # ------------------------------------------------------------------ read loop
 
-    async def run(
-        self,
-        read: ReadFrame,
-        wait_closed: Callable[[], Awaitable[None]],
-        *,
-        started: float | None = None,
-    ) -> None:
-        """Serve the connection: frames from ``read`` until the peer goes, quits or is closed;
-        then wait (at most ``write_timeout``) for ``wait_closed`` while the last bytes drain.
-        The ``hello`` must be complete ``handshake_timeout`` seconds after ``started`` (the
-        loop's time of the accept, before a TLS handshake; default: now)."""
-        limits = self.limits
-        session = self.session
-        start = self._time() if started is None else started
-        try:
-            try:
-                async with asyncio.timeout_at(start + limits.handshake_timeout):
-                    pre_max = min(limits.max_frame, PRE_HANDSHAKE_MAX_FRAME)
-                    while session.member is None and not self.closed:
-                        await self._handshake_frame(read, pre_max)
-            except TimeoutError:
-                self.fail(ProtocolError(ErrorCode.TIMEOUT, "no hello within handshake_timeout"))
-                log.info("%s: no hello within %ss", self.peer, limits.handshake_timeout)
-                return
-            max_frame = limits.max_frame
-            receive = session.receive
-            time = self._time
-            m = session.member
-            if m is None:
-                return  # closed during the handshake
-            budget = self.reply_budget
-            turn = 0
-            while not self.closed and not session.closing:
-                try:
-                    payload = await read(max_frame)
-                except ProtocolError as exc:
-                    self.fail(exc)
-                    break
-                self.last_activity = time()
-                self.ping_at = None
-                try:
-                    receive(payload)
-                except ProtocolError as exc:
-                    if exc.closes:
-                        self.fail(exc)
-                    else:
-                        session.send_error(exc)
-                # Frames already buffered are read without yielding to the loop: bound what one
-                # client's pipelined requests may queue, and how long it holds the loop.
-                if m.queued > budget:
-                    await self._relieve()
-                    await asyncio.sleep(0)  # the socket may have taken it all: others' turn
-                    turn = 0
-                else:
-                    turn += 1
-                    if turn == FRAMES_PER_TURN:
-                        turn = 0
-                        await asyncio.sleep(0)
-            await self._quit()
-        except asyncio.IncompleteReadError as exc:
-            if not self.closed:  # else the server closed it, and why says so
-                self.why = "connection lost" + (" mid-frame" if exc.partial else "")
-        except ConnectionError as exc:
-            if not self.closed:
-                self.why = f"connection lost ({exc.__class__.__name__})"
-        finally:
-            self.finish()
-        if not self.aborted:
-            # Let what is buffered (a bye, the last replies) drain, but never wait on a client
-            # that does not read for longer than write_timeout.
-            try:
-                async with asyncio.timeout(limits.write_timeout):
-                    await wait_closed()
-            except TimeoutError:
-                self.transport.abort()
-            except OSError:
-                pass
+    async def run(self, frames: Frames, closer: Closer, *, started: float | None = None) -> None:
+        """Serve the connection in the current task, its owner: frames from ``frames`` until the
+        peer goes, quits or is closed; then wait (at most ``write_timeout``) for
+        ``closer.wait_closed()`` while the last bytes drain. The ``hello`` must be complete
+        ``handshake_timeout`` seconds after ``started`` (the loop's time of the accept, before a
+        TLS handshake; default: now). Admission counts the connection until this returns.
 
-    async def _handshake_frame(self, read: ReadFrame, max_frame: int) -> None:
+        This is the connection's task boundary: an internal error ends this one connection,
+        never the server."""
+        admission = self.admission
+        task = asyncio.current_task()
+        assert task is not None
+        admission.opened(self, task)
+        try:
+            limits = self.limits
+            session = self.session
+            start = self._time() if started is None else started
+            try:
+                try:
+                    async with asyncio.timeout_at(start + limits.handshake_timeout):
+                        pre_max = min(limits.max_frame, PRE_HANDSHAKE_MAX_FRAME)
+                        while session.member is None and not self.closed:
+                            await self._handshake_frame(frames, pre_max)
+                except TimeoutError:
+                    self.fail(ProtocolError(ErrorCode.TIMEOUT, "no hello within handshake_timeout"))
+                    log.info("%s: no hello within %ss", self.peer, limits.handshake_timeout)
+                    return
+                max_frame = limits.max_frame
+                time = self._time
+                m = session.member
+                if m is None:
+                    return  # closed during the handshake
+                # A native stream is read here, not through a reader coroutine: an idle
+                # connection keeps one suspended coroutine fewer (see the module docstring).
+                read = None if isinstance(frames, asyncio.StreamReader) else frames
+                stream = cast(asyncio.StreamReader, frames)
+                budget = self.reply_budget
+                turn = 0
+                while not self.closed and not session.closing:
+                    try:
+                        if read is None:
+                            (n,) = _unpack(await stream.readexactly(4))
+                            check_length(n, max_frame)
+                            payload = await stream.readexactly(n) if n else b""
+                        else:
+                            payload = await read(max_frame)
+                    except ProtocolError as exc:
+                        self.fail(exc)
+                        break
+                    self.last_activity = time()
+                    self.ping_at = None
+                    try:
+                        session.receive(payload)
+                    except ProtocolError as exc:
+                        if exc.closes:
+                            self.fail(exc)
+                        else:
+                            session.send_error(exc)
+                    # Frames already buffered are read without yielding to the loop: bound what
+                    # one client's pipelined requests may queue, and how long it holds the loop.
+                    if m.queued > budget:
+                        await self._relieve()
+                        await asyncio.sleep(0)  # the socket may have taken it all: others' turn
+                        turn = 0
+                    else:
+                        turn += 1
+                        if turn == FRAMES_PER_TURN:
+                            turn = 0
+                            await asyncio.sleep(0)
+                await self._quit()
+            except asyncio.IncompleteReadError as exc:
+                if not self.closed:  # else the server closed it, and why says so
+                    self.why = "connection lost" + (" mid-frame" if exc.partial else "")
+            except ConnectionError as exc:
+                if not self.closed:
+                    self.why = f"connection lost ({exc.__class__.__name__})"
+            finally:
+                self.finish()
+            if not self.aborted:
+                # Let what is buffered (a bye, the last replies) drain, but never wait on a
+                # client that does not read for longer than write_timeout.
+                try:
+                    async with asyncio.timeout(limits.write_timeout):
+                        await closer.wait_closed()
+                except TimeoutError:
+                    self.transport.abort()
+                except OSError:
+                    pass
+        except asyncio.CancelledError:
+            self.transport.abort()
+            raise
+        except Exception:
+            log.exception("internal error on the connection from %s", self.peer)
+            self.transport.abort()
+        finally:
+            admission.closed(self)
+
+    async def _handshake_frame(self, frames: Frames, max_frame: int) -> None:
         """One frame before ``welcome``: a hello goes through admission, then is accepted."""
         try:
-            payload = await read(max_frame)
+            payload = await read_frame(frames, max_frame)
         except ProtocolError as exc:
             self.fail(exc)
             return
@@ -274,7 +323,7 @@ class Connection:
         try:
             hello = session.receive(payload)
             if hello is not None:
-                await self.admit(hello, self)
+                await self.admission.admit(hello, self)
                 if not self.closed:
                     session.accept(hello)
         except ProtocolError as exc:

@@ -1,10 +1,12 @@
 """The TCP listeners: the native one (4-byte length-prefixed JSON frames, read with
 ``readexactly``), and the doors whose wire a :class:`~asyncchat.interfaces.Codec` translates.
 
-``asyncio.start_server`` gives each connection a task; the listener applies admission at
-accept (IP bans, the connection limits), sets ``TCP_NODELAY``, and hands a frame reader to the
-:class:`Connection` core. The ``max_frame`` check on the 4-byte header, before the payload is
-read, is the memory bound.
+``asyncio.start_server`` calls the listener at each accept; it applies admission (IP bans, the
+connection limits), counts the connection at once, and starts the task that serves it: the
+:class:`Connection` core's own ``run``, which reads the stream with ``readexactly``. The
+``max_frame`` check on the 4-byte header, before the payload is read, is the memory bound.
+(The callback is a plain function, not a coroutine: no coroutine of the listener stays
+suspended under each connection; see docs/performance.md, memory per connection.)
 
 A TLS listener accepts its sockets itself (``sock_accept``), so that admission decides before a
 byte is read, not even a ClientHello; then ``connect_accepted_socket`` runs the TLS handshake
@@ -20,21 +22,21 @@ the codec's reader instead, and turns on TCP keepalive for peers that cannot ans
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ..framing import HEADER, check_length
 from ..hub import Hub
 from ..interfaces import Codec
 from ..limits import Limits
 from .admission import Admission
 from .base import ListenerBase, peer_of
 from .codec import CodecConnection, codec_reader, keepalive
-from .connection import Connection, ReadFrame
+from .connection import Connection, Frames
 
 __all__ = ["LISTEN_BACKLOG", "CodecFactory", "TcpListener"]
 
@@ -53,17 +55,15 @@ _NOT_TLS = frozenset(
 )
 
 
-def frame_reader(reader: asyncio.StreamReader) -> ReadFrame:
-    """Read one native frame: the header, the ``max_frame`` check, then the payload."""
-    readexactly = reader.readexactly
-    unpack = HEADER.unpack
-
-    async def read(max_frame: int) -> bytes:
-        (n,) = unpack(await readexactly(4))
-        check_length(n, max_frame)
-        return await readexactly(n) if n else b""
-
-    return read
+def slim_protocol(protocol: object) -> None:
+    """Give a stream protocol a list for its writer's drain waiters instead of the deque that
+    ``StreamReaderProtocol`` makes for every connection (760 bytes, a tenth of an idle
+    connection; a list, 56 bytes, does what the protocol does with it: append, remove,
+    iterate). Nothing else changes; a Python whose protocol keeps them otherwise is left as
+    it is."""
+    waiters = getattr(protocol, "_drain_waiters", None)
+    if type(waiters) is collections.deque and not waiters:
+        protocol._drain_waiters = []  # type: ignore[attr-defined]
 
 
 class TcpListener(ListenerBase):
@@ -135,9 +135,13 @@ class TcpListener(ListenerBase):
             await self.server.wait_closed()
         await asyncio.gather(*self._accepting, *self._handshaking, return_exceptions=True)
 
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A native connection was accepted (``start_server``'s callback, called from its
+        protocol's ``connection_made``): admission decides, and an admitted connection gets a
+        task of its own, counted by admission from now on."""
         ip, peer = peer_of(writer.get_extra_info("peername"))
-        started = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         refusal = self.refusal(ip, peer)
         if refusal is not None:
             if self.codec is not None:  # in the door's own wire
@@ -145,8 +149,18 @@ class TcpListener(ListenerBase):
             writer.write(refusal)
             writer.close()
             return
-        _nodelay(writer.get_extra_info("socket"))
-        await self._serve(reader, writer, ip, peer, started)
+        # The boundary of this callback (the task's is Connection.run): an error here costs
+        # this one connection, never the listener.
+        try:
+            if type(loop).__module__.partition(".")[0] not in _SETS_NODELAY:
+                _nodelay(writer.get_extra_info("socket"))
+            slim_protocol(writer.transport.get_protocol())
+            conn, run = self._serve(reader, writer, ip, peer, started)
+        except Exception:
+            log.exception("internal error accepting the connection from %s", peer)
+            writer.transport.abort()
+            return
+        self.admission.opened(conn, loop.create_task(run))
 
     async def _accept(self, listening: socket.socket) -> None:
         """A TLS listener's accept loop: admission first, then a task for the handshake."""
@@ -194,35 +208,34 @@ class TcpListener(ListenerBase):
             task = asyncio.current_task()
             if task is not None:
                 self._handshaking.discard(task)  # admission owns it from here
+            slim_protocol(protocol)
             writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-            await self._serve(reader, writer, ip, peer, started)
+            _, run = self._serve(reader, writer, ip, peer, started)
+            await run
             return
         log.info("dropped %s: %s", peer, why)
         sock.close()
 
-    async def _serve(
+    def _serve(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         ip: str,
         peer: str,
         started: float,
-    ) -> None:
-        """Serve an admitted connection until it ends; this task is its owner."""
+    ) -> tuple[Connection, Coroutine[Any, Any, None]]:
+        """The connection of an admitted peer, and the coroutine that serves it until it ends
+        (for the task that will be its owner)."""
         admission = self.admission
         transport = writer.transport
-        options: dict[str, Any] = {
-            "ip": ip,
-            "secure": self.tls is not None,
-            "ops": admission.moderation,
-        }
+        options: dict[str, Any] = {"ip": ip, "secure": self.tls is not None}
         conn: Connection
-        read: ReadFrame
+        frames: Frames
         if self.codec is None:
             conn = Connection(
-                transport, peer, hub=self.hub, admit=admission.admit, motd=self.motd, **options
+                transport, peer, hub=self.hub, admission=admission, motd=self.motd, **options
             )
-            read = frame_reader(reader)
+            frames = reader
         else:
             limits = self.hub.limits
             codec = self.codec(limits)
@@ -235,16 +248,22 @@ class TcpListener(ListenerBase):
                 peer,
                 codec,
                 hub=self.hub,
-                admit=admission.admit,
+                admission=admission,
                 motd=self.motd,
                 kind=self.kind,
                 **options,
             )
-            read = codec_reader(reader, conn)
+            frames = codec_reader(reader, conn)
             greeting = codec.greeting()
             if greeting:
                 transport.write(greeting)
-        await admission.serve(conn, ip, read, writer.wait_closed, started=started)
+        return conn, conn.run(frames, writer, started=started)
+
+
+#: Event loops (by top-level module) whose TCP transports set ``TCP_NODELAY`` themselves. Asking
+#: uvloop for the socket to set it again would make a socket object that the transport keeps
+#: (72 bytes a connection).
+_SETS_NODELAY = frozenset({"uvloop"})
 
 
 def _nodelay(sock: socket.socket | None) -> None:

@@ -124,12 +124,11 @@ class WsConnection(Connection):
             ws.transport,
             peer,
             hub=hub,
-            admit=admission.admit,
+            admission=admission,
             motd=motd,
             kind="ws",
             ip=ip,
             secure=secure,
-            ops=admission.moderation,
         )
         self.ws = ws
         self._render = render
@@ -292,4 +291,4 @@ class WebListener(ListenerBase):
             ip=ip,
             secure=self.tls is not None,
         )
-        await admission.serve(conn, ip, message_reader(ws), ws.wait_closed)
+        await conn.run(message_reader(ws), ws)
