@@ -117,6 +117,10 @@ async def _worker(spec: dict[str, Any], conn: Any, sent_arr: Any, prog_arr: Any)
     # A web system's members: every k-th one on the WebSocket (the web listener's port).
     member_client = spec.get("member_client") if role == "member" else None
 
+    # More connections than one source address has ports for: each process connects from an
+    # address of its own in 127.0.0.0/8 (the idle workload past ~28,000 clients).
+    source = {"local_addr": (spec["source"], 0)} if spec.get("source") else {}
+
     async def connect(name: str, i: int) -> Client:
         klass, port = cls, spec["port"]
         if member_client is not None and i % member_client[1] == 0:
@@ -127,7 +131,7 @@ async def _worker(spec: dict[str, Any], conn: Any, sent_arr: Any, prog_arr: Any)
                 try:
                     _, proto = await asyncio.wait_for(
                         loop.create_connection(lambda: klass(w, name, role, bufsize),
-                                               spec["host"], port), timeout)
+                                               spec["host"], port, **source), timeout)
                 except (OSError, TimeoutError) as exc:
                     last = exc
                     await asyncio.sleep(0.05 * (attempt + 1))
@@ -136,6 +140,7 @@ async def _worker(spec: dict[str, Any], conn: Any, sent_arr: Any, prog_arr: Any)
                 return proto
             assert last is not None
             raise last
+
 
     results = await asyncio.gather(*(connect(n, i) for i, n in enumerate(names)),
                                    return_exceptions=True)

@@ -157,6 +157,8 @@ class Server:
             if keepalive_off:
                 cmd += ["--ping-interval", "3600", "--ping-timeout", "3600"]
             flags = serve_flags(src)
+            if "--max-rooms" in flags:  # idle and storm clients each join a room of their own
+                cmd += ["--max-rooms", str(maxconn)]
             if kind(system) in WEB_SYSTEMS:
                 self.web_port = free_port()
                 cmd += ["--web-port", str(self.web_port)]

@@ -101,6 +101,32 @@ def _member_procs(args: argparse.Namespace, n: int) -> int:
     return max(1, min(n, max(procs, math.ceil(n / per_proc_fds))))
 
 
+#: Connections to one server port from one source address, at most: the ephemeral port range
+#: (32768-60999 by default) less a margin. Past it, each client process connects from an address
+#: of its own in 127.0.0.0/8 (every one of them is the loopback interface's on Linux).
+PORTS_PER_SOURCE = 25_000
+
+
+def _source(clients: int, proc: int) -> dict[str, Any]:
+    """The spec entry giving client process ``proc`` a source address of its own, when
+    ``clients`` connections would run out of ports from one address."""
+    if clients <= PORTS_PER_SOURCE:
+        return {}
+    return {"source": f"127.0.{1 + proc // 250}.{1 + proc % 250}"}
+
+
+def fd_room(clients: int) -> str | None:
+    """Why a server process started by the benchmark could not hold ``clients`` connections
+    (the hard open-file limit, which only CAP_SYS_RESOURCE may raise), or None."""
+    hard = raise_nofile()
+    need = clients + 64  # the server's FD_RESERVE
+    if hard >= need:
+        return None
+    return (f"the open-file hard limit (RLIMIT_NOFILE) is {hard:,}: a server process can hold "
+            f"at most {hard - 64:,} connections, not {clients:,} (raise it with ulimit -Hn or "
+            "LimitNOFILE=, which needs CAP_SYS_RESOURCE)")
+
+
 def _start_clients(args: argparse.Namespace, server: Server, system: str, mode: str,
                    members: int, senders: int) -> tuple[Workers, dict[str, Any]]:
     args._point_members = members + senders
@@ -111,7 +137,8 @@ def _start_clients(args: argparse.Namespace, server: Server, system: str, mode: 
     start = 0
     role = "idle" if mode == "idle" else "member"
     for i, c in enumerate(counts):
-        ws.spawn(_spec(args, server, system, role, mode, _names(system, "m", start, c), i, i))
+        ws.spawn(_spec(args, server, system, role, mode, _names(system, "m", start, c), i, i,
+                       **_source(members, i)))
         start += c
     ready = ws.wait_ready(ws.procs[:], args.setup_timeout + members / 100, server)
     info["connect_s"] = time.monotonic() - t0
@@ -414,6 +441,9 @@ def _quiesce(pids: list[int], limit: float) -> bool:
 
 def run_idle(args: argparse.Namespace, system: str) -> dict[str, Any]:
     m = args.idle_count
+    why = fd_room(m + 10)
+    if why is not None:
+        raise RuntimeError(why)
     server = Server(system, args, idle=m, keepalive_off=False)
     ws: Workers | None = None
     try:
@@ -467,3 +497,4 @@ def run_idle(args: argparse.Namespace, system: str) -> dict[str, Any]:
         if ws is not None:
             ws.close()
         server.stop()
+
