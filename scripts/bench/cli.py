@@ -25,9 +25,11 @@ from bench.systems import (
     available,
     version,
 )
-from bench.workloads import run_fanout, run_idle, run_latency
+from bench.workloads import run_fanout, run_idle, run_latency, run_storm
 
-WORKLOADS = ("fanout", "latency", "idle")
+#: The workloads run by default; storm only when named.
+DEFAULT_WORKLOADS = ("fanout", "latency", "idle")
+WORKLOADS = (*DEFAULT_WORKLOADS, "storm")
 DOC = bench.__doc__ or ""
 
 
@@ -62,8 +64,9 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     g = p.add_argument_group("what to run")
-    g.add_argument("--workload", type=_csv(str, WORKLOADS), default=list(WORKLOADS),
-                   metavar="LIST", help="comma-separated: fanout,latency,idle (default: all)")
+    g.add_argument("--workload", type=_csv(str, WORKLOADS), default=list(DEFAULT_WORKLOADS),
+                   metavar="LIST", help="comma-separated: fanout,latency,idle,storm (default: "
+                   "fanout,latency,idle)")
     g.add_argument("--systems", type=_csv(str, SYSTEMS), default=list(DEFAULT_SYSTEMS),
                    metavar="LIST",
                    help="comma-separated: asyncchat,redis,nats,select,thread (default: all; a "
@@ -94,6 +97,15 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--settle", type=float, default=1.0,
                    help="idle: seconds after the server goes quiet before RSS is read "
                    "(default: %(default)s)")
+    g.add_argument("--storm-count", type=int, default=10_000,
+                   help="storm: clients arriving at once (default: %(default)s)")
+    g.add_argument("--storm-members", type=int, default=1_000,
+                   help="storm: members of the room under fan-out load (default: %(default)s)")
+    g.add_argument("--storm-procs", type=int, default=2,
+                   help="storm: processes the arriving clients connect from (default: "
+                   "%(default)s)")
+    g.add_argument("--storm-concurrency", type=int, default=1_000,
+                   help="storm: connections in flight per storm process (default: %(default)s)")
     s = p.add_argument_group("servers")
     s.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                    help="event loop of the asyncchat server (default: %(default)s)")
@@ -167,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         except BuildError as exc:
             parser().error(str(exc))
     nofile = raise_nofile()
-    results: dict[str, Any] = {"fanout": [], "latency": [], "idle": [], "skipped": []}
+    results: dict[str, Any] = {"fanout": [], "latency": [], "idle": [], "storm": [],
+                               "skipped": []}
     systems = []
     for s in args.systems:
         why = available(s, args.baseline)
@@ -214,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                             r = run_fanout(args, system, n)
                         elif workload == "latency":
                             r = run_latency(args, system)
+                        elif workload == "storm":
+                            r = run_storm(args, system)
                         else:
                             r = run_idle(args, system)
                     except Exception as exc:  # noqa: BLE001 - a failed point is a result

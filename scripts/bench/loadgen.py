@@ -120,6 +120,7 @@ async def _worker(spec: dict[str, Any], conn: Any, sent_arr: Any, prog_arr: Any)
     # More connections than one source address has ports for: each process connects from an
     # address of its own in 127.0.0.0/8 (the idle workload past ~28,000 clients).
     source = {"local_addr": (spec["source"], 0)} if spec.get("source") else {}
+    welcomed: list[float] = []  # when each handshake completed (time.monotonic)
 
     async def connect(name: str, i: int) -> Client:
         klass, port = cls, spec["port"]
@@ -137,10 +138,15 @@ async def _worker(spec: dict[str, Any], conn: Any, sent_arr: Any, prog_arr: Any)
                     await asyncio.sleep(0.05 * (attempt + 1))
                     continue
                 await asyncio.wait_for(proto.ready, timeout)
+                welcomed.append(time.monotonic())
                 return proto
             assert last is not None
             raise last
 
+    if spec.get("hold"):  # a storm: every process connects when the parent says go
+        conn.send({"armed": True})
+        await _recv_cmd(conn)
+        t0 = time.monotonic()
 
     results = await asyncio.gather(*(connect(n, i) for i, n in enumerate(names)),
                                    return_exceptions=True)
@@ -151,7 +157,9 @@ async def _worker(spec: dict[str, Any], conn: Any, sent_arr: Any, prog_arr: Any)
         _member_min(w)
     conn.send({"ready": True, "ok": len(w.clients), "failed": len(failures),
                "why": f"{type(failures[0]).__name__}: {failures[0]}" if failures else None,
-               "connect_s": connect_s, "loop": type(loop).__module__.split(".")[0]})
+               "connect_s": connect_s, "loop": type(loop).__module__.split(".")[0],
+               "t0": t0, "first_ready": min(welcomed, default=None),
+               "last_ready": max(welcomed, default=None)})
     senders = [c for c in w.clients if c.role == "sender"]
     while True:
         cmd = await _recv_cmd(conn)

@@ -186,13 +186,16 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
             if rows:
                 out.append("\nasyncchat / peer, idle (<1: asyncchat smaller/cheaper)")
                 out.append(_table(["vs", "RSS/conn", "CPU/connect"], rows))
+    storm = results.get("storm") or []
+    if storm:
+        out.append(_storm_table(storm, args, notes))
     loops = {r.get("gen_loop") for w in ("fanout", "latency", "idle")
              for r in results.get(w) or [] if r.get("gen_loop")}
     if loops - {"uvloop", "c-epoll"}:
         odd = sorted(map(str, loops - {"c-epoll"}))
         notes.append(f"the load generator ran on {', '.join(odd)} "
                      "(uvloop not importable or --gen-loop asyncio)")
-    if not (fan or lat or idle):
+    if not (fan or lat or idle or storm):
         out.append("no point was completed")
     skipped = results.get("skipped") or []
     for s in skipped:
@@ -270,8 +273,43 @@ def plot(results: dict[str, list[dict[str, Any]]], path: str) -> str:
     return f"plot written to {path}"
 
 
+def _storm_table(storm: list[dict[str, Any]], args: argparse.Namespace,
+                 notes: list[str]) -> str:
+    """The storm workload: arrivals welcomed, time to the last welcome, fan-out before and
+    during the storm."""
+    head = (f"\nSTORM: {args.storm_count:,} clients arrive (connect, hello, join a room of their "
+            f"own; {args.storm_procs} processes, {args.storm_concurrency:,} in flight each) while "
+            f"{args.storm_members:,} members and {args.senders} senders fan out in one room "
+            f"(asyncchat --loop {args.loop}{_hist_note(args)})")
+    rows = []
+    for r in storm:
+        if "last_welcome_s" not in r:
+            rows.append([r["system"], "FAILED", *["-"] * 7])
+            notes.append(f"storm {r['system']}: {r.get('error')}")
+            continue
+        rows.append([
+            r["system"], f"{r['welcomed']:,}/{r['arriving']:,}", _n(r["last_welcome_s"], 2),
+            _n(r["welcomes_per_s"]), _n(r["before_deliveries_per_s"]),
+            _n(r["during_deliveries_per_s"]),
+            _ratio(r["during_deliveries_per_s"], r["before_deliveries_per_s"]),
+            f"{r['before_server_cpu_pct']:.0f}% / {r['during_server_cpu_pct']:.0f}%",
+            str(r["lost"]),
+        ])
+        if r.get("error") or r.get("storm_errors"):
+            notes.append(f"storm {r['system']}: {r.get('error') or ''} "
+                         f"{r.get('storm_errors') or ''}")
+    return head + "\n" + _table(
+        ["system", "welcomed", "last welcome s", "welcomes/s", "deliveries/s before",
+         "during", "during/before", "srv CPU before/during", "lost"], rows)
+
+
 def brief(r: dict[str, Any]) -> str:
     """One line on a finished point, for the progress output."""
+    if "last_welcome_s" in r:
+        return (f"{r['welcomed']:,}/{r['arriving']:,} welcomed, last after "
+                f"{_n(r['last_welcome_s'], 2)} s; deliveries/s {_n(r['before_deliveries_per_s'])}"
+                f" before, {_n(r['during_deliveries_per_s'])} during"
+                + (f", ERROR {r['error']}" if r.get("error") else ""))
     if "deliveries_per_s" in r:
         return (f"{r['deliveries_per_s']:,.0f} deliveries/s, {_us(r['server_us_per_delivery'])} us"
                 f"/delivery, server {r['server_cpu_pct']:.0f}%, gen {r['gen_cpu_pct_total']:.0f}%,"

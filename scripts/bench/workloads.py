@@ -498,3 +498,95 @@ def run_idle(args: argparse.Namespace, system: str) -> dict[str, Any]:
             ws.close()
         server.stop()
 
+
+def _deliveries(m1: dict[str, Any], m2: dict[str, Any]) -> tuple[int, float]:
+    """Deliveries to the fan-out's members between two snapshots, and the window's seconds."""
+    got = sum(b["member_msgs"] - a["member_msgs"] for a, b in zip(m1["w"], m2["w"], strict=True))
+    return got, m2["t"] - m1["t"]
+
+
+def run_storm(args: argparse.Namespace, system: str) -> dict[str, Any]:
+    """A connection storm under load: a room of --storm-members members under full fan-out (as
+    in the fanout workload), then --storm-count clients arrive at once (connect, hello, and a
+    join of their own room, as the idle workload's clients; --storm-procs processes of at most
+    --storm-concurrency connections in flight each). Reports the time from the go to the last
+    welcome, how many were welcomed, and the fan-out's deliveries per second during the storm
+    against the window before it."""
+    n, m = args.storm_members, args.storm_count
+    why = fd_room(n + args.senders + m + 10)
+    if why is not None:
+        raise RuntimeError(why)
+    server = Server(system, args, idle=n + args.senders + m)
+    ws: Workers | None = None
+    storm: Workers | None = None
+    try:
+        ws, info = _start_clients(args, server, system, "fanout", n, args.senders)
+        _barrier(ws, server, args.setup_timeout)
+        ws.command(ws.role("member"), ("go",))
+        ws.command(ws.role("sender"), ("go",))
+        time.sleep(args.warmup)
+        # The storm's processes start now, and connect when told (all at once).
+        counts = _split(m, args.storm_procs)
+        storm = Workers(len(counts), 0)
+        start = 0
+        for i, c in enumerate(counts):
+            storm.spawn(_spec(args, server, system, "idle", "storm", _names(system, "c", start, c),
+                              i, i, hold=True, concurrency=args.storm_concurrency,
+                              **_source(m, i)))
+            start += c
+        for p, conn, _ in storm.procs:
+            if not conn.poll(60):
+                raise RuntimeError(f"load generator {p.name}: not armed after 60 s")
+            msg = conn.recv()
+            if not msg.get("armed"):
+                raise RuntimeError(f"load generator {p.name}: {msg.get('fatal')}")
+        m0 = _snapshot(ws, server, False)
+        time.sleep(args.duration)
+        m1 = _snapshot(ws, server, False)
+        go = time.monotonic()
+        for _, conn, _ in storm.procs:
+            conn.send(("go",))
+        ready = storm.wait_ready(storm.procs[:], args.setup_timeout + m / 100, server)
+        m2 = _snapshot(ws, server, False)
+        alive = server.alive()
+        welcomed = sum(r["ok"] for r in ready)
+        failed = sum(r["failed"] for r in ready)
+        last = max((r["last_ready"] for r in ready if r["last_ready"] is not None), default=None)
+        first = min((r["first_ready"] for r in ready if r["first_ready"] is not None),
+                    default=None)
+        before, before_s = _deliveries(m0, m1)
+        during, during_s = _deliveries(m1, m2)
+        f_before = _window_figures(system, m0, m1)
+        f_during = _window_figures(system, m1, m2)
+        storm_s = last - go if last is not None else None
+        out: dict[str, Any] = {
+            "workload": "storm", "system": system, "n": n, "senders": args.senders,
+            "arriving": m, "welcomed": welcomed, "failed": failed, **info,
+            "storm_procs": len(counts), "storm_concurrency": args.storm_concurrency,
+            "last_welcome_s": storm_s,
+            "first_welcome_s": first - go if first is not None else None,
+            "welcomes_per_s": welcomed / storm_s if storm_s else None,
+            "before_deliveries_per_s": before / before_s,
+            "during_deliveries_per_s": during / during_s,
+            "during_window_s": during_s,
+            "before_server_cpu_pct": f_before["server_cpu_pct"],
+            "during_server_cpu_pct": f_during["server_cpu_pct"],
+            "before_gen_cpu_pct": f_before["gen_cpu_pct_total"],
+            "during_other_cpu_pct": f_during["other_cpu_pct"],
+            "lost": f_during["lost"], "errors": f_during["errors"],
+            "storm_errors": [r["why"] for r in ready if r.get("why")],
+            "server_alive": alive,
+        }
+        out["during_vs_before"] = (out["during_deliveries_per_s"] / out["before_deliveries_per_s"]
+                                   if before else None)
+        if failed or welcomed < m:
+            out["error"] = f"only {welcomed} of {m} arriving clients were welcomed"
+        if not alive:
+            out["error"] = f"server exited ({server.proc.returncode}): {server.tail()}"
+        return out
+    finally:
+        if storm is not None:
+            storm.close()
+        if ws is not None:
+            ws.close()
+        server.stop()
