@@ -517,10 +517,14 @@ def run_storm(args: argparse.Namespace, system: str) -> dict[str, Any]:
     if why is not None:
         raise RuntimeError(why)
     server = Server(system, args, idle=n + args.senders + m)
-    ws: Workers | None = None
+    ws: Workers | CGen | None = None
     storm: Workers | None = None
     try:
-        ws, info = _start_clients(args, server, system, "fanout", n, args.senders)
+        if generator(args, system) == "c":  # the fan-out's load, as in the fanout workload
+            ws, info = _start_cgen(args, server, system, n)
+        else:
+            ws, info = _start_clients(args, server, system, "fanout", n, args.senders)
+            info["generator"] = "python"
         _barrier(ws, server, args.setup_timeout)
         ws.command(ws.role("member"), ("go",))
         ws.command(ws.role("sender"), ("go",))
