@@ -25,6 +25,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import socket
 import ssl
 from collections.abc import Callable, Coroutine
@@ -45,6 +46,11 @@ log = logging.getLogger("asyncchat.server")
 #: Pending connections the kernel queues while the loop is busy (the default 100 drops SYNs in a
 #: connection storm; see docs/limits.md).
 LISTEN_BACKLOG = 4_096
+#: Connections the listener takes from the kernel's queue at the most each time one is
+#: accepted. uvloop (libuv) accepts one connection per event-loop iteration: under fan-out load,
+#: whose iterations are long, that was 60 connections a second, and a storm of arrivals waited
+#: in the queue for minutes (docs/performance.md). A batch bounds what one iteration takes on.
+ACCEPT_BATCH = 128
 
 #: Makes the codec of one connection of a door, from the server's limits.
 CodecFactory = Callable[[Limits], Codec]
@@ -90,6 +96,12 @@ class TcpListener(ListenerBase):
         self._socks: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
         self._handshaking: set[asyncio.Task[None]] = set()
+        #: A plain listener's own handle on each listening socket (a duplicate descriptor), to
+        #: take what the kernel has queued after each accept (see ACCEPT_BATCH), and the
+        #: sockets taken that way while their transport is being made.
+        self._queues: list[socket.socket] = []
+        self._adopting: set[asyncio.Task[None]] = set()
+        self._draining = False
 
     async def start(self) -> None:
         """Bind and start accepting. Raises ``OSError`` if the address cannot be bound; its
@@ -109,6 +121,10 @@ class TcpListener(ListenerBase):
                 limit=self.hub.limits.max_frame,
                 backlog=LISTEN_BACKLOG,
             )
+            for listening in self.server.sockets:
+                queue = socket.socket(fileno=os.dup(listening.fileno()))
+                queue.setblocking(False)
+                self._queues.append(queue)
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror or str(exc), f"{self.host}:{self.port}") from exc
 
@@ -125,15 +141,18 @@ class TcpListener(ListenerBase):
         """Stop accepting (and drop the connections still in their TLS handshake)."""
         if self.server is not None:
             self.server.close()
-        for task in (*self._accepting, *self._handshaking):
+        for task in (*self._accepting, *self._handshaking, *self._adopting):
             task.cancel()
-        for sock in self._socks:
+        for sock in (*self._socks, *self._queues):
             sock.close()
+        self._queues = []
 
     async def wait_closed(self) -> None:
         if self.server is not None:
             await self.server.wait_closed()
-        await asyncio.gather(*self._accepting, *self._handshaking, return_exceptions=True)
+        await asyncio.gather(
+            *self._accepting, *self._handshaking, *self._adopting, return_exceptions=True
+        )
 
     def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A native connection was accepted (``start_server``'s callback, called from its
@@ -142,6 +161,7 @@ class TcpListener(ListenerBase):
         ip, peer = peer_of(writer.get_extra_info("peername"))
         loop = asyncio.get_running_loop()
         started = loop.time()
+        self._drain(loop)
         refusal = self.refusal(ip, peer)
         if refusal is not None:
             if self.codec is not None:  # in the door's own wire
@@ -161,6 +181,40 @@ class TcpListener(ListenerBase):
             writer.transport.abort()
             return
         self.admission.opened(conn, loop.create_task(run))
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Take up to ``ACCEPT_BATCH`` more connections the kernel has queued, each into the
+        same stream machinery as ``start_server``'s (its callback is :meth:`_on_connect`)."""
+        if self._draining or not self._queues:
+            return
+        self._draining = True
+        try:
+            for queue in self._queues:
+                for _ in range(ACCEPT_BATCH):
+                    try:
+                        sock, _addr = queue.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError as exc:  # out of descriptors, a reset before accept
+                        log.warning("accept failed on %s:%d: %s", *self.address, exc)
+                        break
+                    task = loop.create_task(self._adopt(loop, sock))
+                    self._adopting.add(task)
+                    task.add_done_callback(self._adopting.discard)
+        finally:
+            self._draining = False
+
+    async def _adopt(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        """Make the stream of a socket :meth:`_drain` accepted (``connection_made`` calls
+        :meth:`_on_connect`, as for one the server accepted)."""
+        sock.setblocking(False)
+        reader = asyncio.StreamReader(limit=self.hub.limits.max_frame, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, self._on_connect, loop=loop)
+        try:
+            await loop.connect_accepted_socket(lambda: protocol, sock)
+        except OSError as exc:
+            log.info("dropped a connection before it was served: %s", exc)
+            sock.close()
 
     async def _accept(self, listening: socket.socket) -> None:
         """A TLS listener's accept loop: admission first, then a task for the handshake."""
