@@ -119,11 +119,11 @@ def fd_room(clients: int) -> str | None:
     """Why a server process started by the benchmark could not hold ``clients`` connections
     (the hard open-file limit, which only CAP_SYS_RESOURCE may raise), or None."""
     hard = raise_nofile()
-    need = clients + 64  # the server's FD_RESERVE
+    need = clients + 64 + 10  # the server's FD_RESERVE, and the bench's own probe clients
     if hard >= need:
         return None
     return (f"the open-file hard limit (RLIMIT_NOFILE) is {hard:,}: a server process can hold "
-            f"at most {hard - 64:,} connections, not {clients:,} (raise it with ulimit -Hn or "
+            f"at most {hard - 74:,} clients, not {clients:,} (raise it with ulimit -Hn or "
             "LimitNOFILE=, which needs CAP_SYS_RESOURCE)")
 
 
@@ -441,7 +441,7 @@ def _quiesce(pids: list[int], limit: float) -> bool:
 
 def run_idle(args: argparse.Namespace, system: str) -> dict[str, Any]:
     m = args.idle_count
-    why = fd_room(m + 10)
+    why = fd_room(m)
     if why is not None:
         raise RuntimeError(why)
     server = Server(system, args, idle=m, keepalive_off=False)
@@ -513,7 +513,7 @@ def run_storm(args: argparse.Namespace, system: str) -> dict[str, Any]:
     welcome, how many were welcomed, and the fan-out's deliveries per second during the storm
     against the window before it."""
     n, m = args.storm_members, args.storm_count
-    why = fd_room(n + args.senders + m + 10)
+    why = fd_room(n + args.senders + m)
     if why is not None:
         raise RuntimeError(why)
     server = Server(system, args, idle=n + args.senders + m)
