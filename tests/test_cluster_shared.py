@@ -94,6 +94,19 @@ async def test_a_topic_set_on_one_node_reaches_the_others_at_once(redis: RedisPr
         alice.send({"type": "topic", "room": "lobby", "text": "", "id": "c"})
         await alice.until("topic", ref="c")
         assert "text" not in await bob.until("topic", room="lobby")
+        alice.send({"type": "join", "room": "Kitchen"})
+        alice.send({"type": "topic", "room": "Kitchen", "text": "knives", "id": "k"})
+        await alice.until("topic", ref="k")
+        async with asyncio.timeout(WAIT):
+            while True:  # a room with members on A only: B answers from the cluster
+                bob.send({"type": "topic", "room": "kitchen", "id": "q"})
+                f = await bob.recv()
+                while f.get("ref") != "q":
+                    f = await bob.recv()
+                if f["type"] == "topic" and f.get("text") == "knives":
+                    break
+                await asyncio.sleep(0.02)
+        assert f["room"] == "Kitchen" and f["by"] == "alice"
         for c in (alice, bob, carol):
             await c.close()
 

@@ -455,14 +455,14 @@ class Hub:
         ``room_invalid``."""
         room = self.room(room_name)
         key = name_key(room_name)
-        elsewhere = {} if self.cluster is None else self.cluster.remote_rooms()
-        if room is None and key not in elsewhere:
-            raise ProtocolError(ErrorCode.ROOM_INVALID, f"no room {room_name!r}")
         names = {} if room is None else {k: m.name for k, m in room.members.items()}
+        display = None if room is None else room.name
         if self.cluster is not None:
             names = self.cluster.remote_members(key) | names
+            display = display or self.cluster.remote_room(key)
+        if display is None:
+            raise ProtocolError(ErrorCode.ROOM_INVALID, f"no room {room_name!r}")
         keys, more = _page(names, after, limit, user_key)
-        display = elsewhere[key][0] if room is None else room.name
         return display, [names[k] for k in keys], more
 
     def room_page(

@@ -311,6 +311,10 @@ class Cluster(Protocol):
         there)."""
         ...
 
+    def remote_room(self, key: str) -> str | None:
+        """The display name of room ``key`` if it has members on another node, else None."""
+        ...
+
     def remote_user(self, key: str) -> tuple[str, str | None] | None:
         """(name, away message or None) of the user with key ``key`` on another node."""
         ...

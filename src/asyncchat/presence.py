@@ -17,7 +17,7 @@ from .errors import ErrorCode, ProtocolError
 from .fanout import Member, Room
 from .hub import Hub
 from .interfaces import Ref, RoomTopic
-from .validation import check_text
+from .validation import check_text, name_key
 
 __all__ = ["away", "away_of", "set_topic", "topic_frame", "topic_reply"]
 
@@ -41,11 +41,21 @@ def topic_frame(room: Room, ref: Ref | None = None) -> bytes:
 
 
 def topic_reply(hub: Hub, m: Member, room_name: str, ref: Ref | None) -> None:
-    """Send ``m`` the topic of an existing room. Raises ``room_invalid``."""
+    """Send ``m`` the topic of an existing room (in a cluster, one with members on any node).
+    Raises ``room_invalid``."""
     room = hub.room(room_name)
-    if room is None:
+    if room is not None:
+        hub.send(m, topic_frame(room, ref))
+        return
+    key = name_key(room_name)
+    name = None if hub.cluster is None else hub.cluster.remote_room(key)
+    if name is None:
         raise ProtocolError(ErrorCode.ROOM_INVALID, f"no room {room_name!r}", ref=ref)
-    hub.send(m, topic_frame(room, ref))
+    t = hub.broker.topic(key)
+    frame = (
+        wire.topic(name, None, ref=ref) if t is None else wire.topic(name, t.text, t.by, t.ts, ref)
+    )
+    hub.send(m, frame)
 
 
 def set_topic(

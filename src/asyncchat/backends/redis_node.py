@@ -220,6 +220,10 @@ class RedisNode:
         """The rooms with members on the other nodes: key -> (display name, how many there)."""
         return self.events.members.rooms_elsewhere(self._node)
 
+    def remote_room(self, key: str) -> str | None:
+        """The display name of room ``key`` if it has members on another node, else None."""
+        return self.events.members.room_elsewhere(key, self._node)
+
     def remote_user(self, key: str) -> tuple[str, str | None] | None:
         """(name, away message) of the user with key ``key`` if another node has it."""
         found = self.events.members.user(key, self._node)

@@ -117,6 +117,13 @@ class Members:
                 found[room] = (self.names.get(room, room), n)
         return found
 
+    def room_elsewhere(self, room: str, me: str) -> str | None:
+        """The display name of ``room`` if it has members on nodes other than ``me``."""
+        members = self.rooms.get(room, {})
+        if any(node != me for _, node in members.values()):
+            return self.names.get(room, room)
+        return None
+
     def user(self, key: str, me: str) -> tuple[str, str, str | None] | None:
         """(name, node, away) of the user with key ``key`` if it is on a node other than
         ``me``."""
