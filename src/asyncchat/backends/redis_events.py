@@ -120,28 +120,36 @@ class ClusterEvents:
         self._wake()
 
     async def run(self, r: Any, epoch: str, node: str, feed_max: int) -> None:
-        """Send what is queued: each event in one script call, the direct messages in one
-        pipeline. Logs (and drops) what Redis does not take."""
+        """Send what is queued, in one pipeline (one round trip however many members just
+        connected or joined): an EVENT script call per event, in order, and the direct
+        messages. Logs (and drops) what Redis does not take."""
         events, self._events = self._events, []
-        for kind, key, name, detail, new_key, rooms in events:
-            try:
-                await self.call(r, epoch, node, feed_max, kind, key, name, detail, new_key, rooms)
-            except (RedisError, OSError) as exc:
-                log.warning("Redis did not take a cluster event (%s): %s", kind, exc)
         dms, self._dms = self._dms, []
-        if dms:
-            try:
-                async with r.pipeline(transaction=False) as pipe:
-                    for to_node, key, sender, text, ts in dms:
-                        pipe.xadd(
-                            lua.inbox_key(to_node),
-                            {"to": key, "f": sender, "t": text, "ts": repr(ts)},
-                            maxlen=INBOX_MAX,
-                            approximate=True,
-                        )
-                    await pipe.execute()
-            except (RedisError, OSError) as exc:
-                log.warning("Redis did not take %d direct messages: %s", len(dms), exc)
+        try:
+            async with r.pipeline(transaction=False) as pipe:
+                for kind, key, name, detail, new_key, rooms in events:
+                    args = [epoch, node, feed_max, kind, key, name, detail, new_key]
+                    args += ["\x1e".join(rooms), *rooms]
+                    await self._script(keys=[], args=args, client=pipe)
+                for to_node, key, sender, text, ts in dms:
+                    pipe.xadd(
+                        lua.inbox_key(to_node),
+                        {"to": key, "f": sender, "t": text, "ts": repr(ts)},
+                        maxlen=INBOX_MAX,
+                        approximate=True,
+                    )
+                results = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "Redis did not take %d cluster events and %d direct messages: %s",
+                len(events),
+                len(dms),
+                exc,
+            )
+            return
+        for got in results:
+            if isinstance(got, Exception):
+                log.warning("Redis did not take a cluster event: %s", got)
 
     async def call(
         self,
