@@ -216,8 +216,16 @@ async def test_search_covers_a_database_from_before_search_existed(tmp_path: Pat
             ack = await alice.say("lobby", "fresh needle")
             page = await alice.search("lobby", "needle")
             assert [m.seq for m in page.messages] == [ack.seq, 2]
-    with sqlite3.connect(db) as conn:  # the index itself forgot the pruned message
-        (n,) = conn.execute("SELECT count(*) FROM messages_fts('needle')").fetchone()
+            store: Any = server.store
+            for _ in range(500):  # the index is built in the background
+                if store.index_pending() == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert store.index_pending() == 0
+            page = await alice.search("lobby", "needle")  # now from the index
+            assert [m.seq for m in page.messages] == [ack.seq, 2]
+    with sqlite3.connect(f"{db}-search") as conn:  # the index itself forgot the pruned message
+        (n,) = conn.execute("SELECT count(*) FROM fts('needle')").fetchone()
     assert n == 2
 
 

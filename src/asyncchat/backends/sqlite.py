@@ -1,13 +1,18 @@
 """The history store in SQLite (the default), behind :class:`~asyncchat.interfaces.HistoryStore`.
 
 :meth:`SQLiteStore.submit` appends a record on the event loop's thread; the store's writer
-(:mod:`.sqlite_writer`: on the loop's thread by default, on a thread of its own with
-``durability="power"``) commits what gathered in one loop iteration as one group and reports it
-back, and only then is a room message fanned out and acknowledged, so an acknowledged message is
-in the database.
+(:mod:`.sqlite_writer`: on the loop's thread when the process has one CPU, on a thread of its
+own with more, or with ``durability="power"``) commits what gathered in one loop iteration as
+one group and reports it back, and only then is a room message fanned out and acknowledged, so
+an acknowledged message is in the database.
 
-Reads are small indexed range queries, one bounded page at a time, on a second connection used
-from the event loop's thread; in WAL mode they never wait on the writer.
+A group is stored as one row per room (a *chunk*: its messages as one JSON array, expanded by
+nobody until read), so a message costs its share of one row instead of a row, two indexes and a
+search-index entry of its own. The search index is built later, off the acknowledgement path
+(:mod:`.sqlite_index`), and ``search`` scans what it has not taken yet.
+
+Reads are small indexed range queries over chunks, one bounded page at a time, on a second
+connection used from the event loop's thread; in WAL mode they never wait on the writer.
 
 Durability: ``synchronous=NORMAL`` (the default, ``durability="process"``) survives a crash or
 ``kill -9`` of the server, since a committed WAL frame is in the OS's hands; ``"power"``
@@ -31,6 +36,7 @@ import orjson
 from ..errors import ConfigError, StoreError
 from ..interfaces import Page, Record, RoomTopic
 from ..stats import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
+from .sqlite_index import SearchIndex, fts_query, index_path, matches, query_terms
 from .sqlite_writer import LoopWriter, ThreadWriter, Topic
 
 __all__ = ["SQLiteStore"]
@@ -123,7 +129,27 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
     """,
+    # 5: one row per room per group commit (sqlite_writer): a stored message costs its share of
+    # one row instead of a row, two indexes and the search index's trigger. The search index
+    # moves to a file of its own, built off the acknowledgement path (sqlite_index.py).
+    """
+    CREATE TABLE chunks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- commit order: what the search index has done
+        room TEXT NOT NULL,
+        first INTEGER NOT NULL,         -- the seq of its first message
+        last INTEGER NOT NULL,          -- and of its last
+        ts0 REAL NOT NULL,              -- the ts of its first message
+        ts REAL NOT NULL,               -- and of its last
+        body BLOB NOT NULL              -- JSON: [[seq, sender, text, ts, action, client_key], ...]
+    );
+    CREATE UNIQUE INDEX chunks_room ON chunks (room, last);
+    CREATE INDEX chunks_ts ON chunks (ts);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+    INSERT INTO meta VALUES ('id', lower(hex(randomblob(16))));
+    """,
 )
+#: Messages moved into one chunk by the migration to schema 5.
+CHUNK_MAX = 256
 #: Upserts a room: a new one takes the next number (see the FTS5 index's rowid).
 _UPSERT_ROOM = (
     "INSERT INTO rooms (room, name, last_seq, num) "
@@ -133,13 +159,42 @@ _UPSERT_ROOM = (
 )
 
 
-def fts_query(words: str) -> str:
-    """An FTS5 query matching texts with every one of ``words``, each quoted (so none is
-    taken for an operator). Raises ``ValueError`` when there is no word."""
-    terms = words.split()
-    if not terms:
-        raise ValueError("no words to search for")
-    return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
+def _record(room: str, name: str, m: list[Any]) -> Record:
+    """A record from a chunk's row: [seq, sender, text, ts, action, client_key]."""
+    return Record(room, name, m[0], m[1], m[2], m[3], bool(m[4]), m[5])
+
+
+def _to_chunks(conn: sqlite3.Connection) -> None:
+    """Migration 5's data: the messages table's rows, in chunks of CHUNK_MAX per room."""
+    rows = conn.execute(
+        "SELECT room, seq, sender, text, ts, action, client_key FROM messages ORDER BY room, seq"
+    )
+    chunk: list[tuple[Any, ...]] = []
+    room = None
+
+    def flush() -> None:
+        if chunk:
+            stamps = [m[3] for m in chunk]
+            conn.execute(
+                "INSERT INTO chunks (room, first, last, ts0, ts, body) VALUES (?, ?, ?, ?, ?, ?)",
+                (room, chunk[0][0], chunk[-1][0], min(stamps), max(stamps), orjson.dumps(chunk)),
+            )
+            chunk.clear()
+
+    for r, seq, sender, text, ts, action, client_key in rows:
+        if r != room or len(chunk) >= CHUNK_MAX:
+            flush()
+            room = r
+        chunk.append((seq, sender, text, ts, bool(action), client_key))
+    flush()
+    for statement in (
+        "DROP TRIGGER messages_fts_insert",
+        "DROP TRIGGER messages_fts_delete",
+        "DROP TABLE messages_fts",
+        "DROP VIEW messages_fts_content",
+        "DROP TABLE messages",
+    ):
+        conn.execute(statement)
 
 
 class SQLiteStore:
@@ -178,6 +233,10 @@ class SQLiteStore:
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.memory else contextlib.nullcontext()
         )
+        #: The search index, built on a thread of its own (None: in memory, where searches
+        #: scan), and the loop thread's connection to read it.
+        self._index: SearchIndex | None = None
+        self._search_read: sqlite3.Connection | None = None
         self.commits = 0
         self.committed = 0
         #: Seconds a batch's commit took (from the handoff, with a writer thread), and records
@@ -221,6 +280,8 @@ class SQLiteStore:
         self._read = write if self.memory else self._connect()
         self._on_commit = on_commit
         self._on_lost = on_lost
+        if not self.memory:
+            self._open_index()
         if self.writer_kind == "loop":
             self._writer = LoopWriter(self, call_soon)
         else:
@@ -234,6 +295,36 @@ class SQLiteStore:
             "process-crash" if self.synchronous == "NORMAL" else "power-loss",
             "event loop's thread" if self.writer_kind == "loop" else "writer thread",
         )
+
+    def _open_index(self) -> None:
+        assert self._read is not None
+        (db_id,) = self._read.execute("SELECT value FROM meta WHERE key = 'id'").fetchone()
+        path = index_path(self.path)
+        try:
+            index = SearchIndex(self.path, path, db_id)
+            self._search_read = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot use the search index {path}: {exc}") from None
+        (lag,) = self._read.execute(
+            "SELECT coalesce(sum(last - first + 1), 0) FROM chunks WHERE id > ?", (index.done,)
+        ).fetchone()
+        index.start(lag)
+        self._index = index
+
+    @property
+    def index_lag(self) -> int:
+        """Stored messages not yet in the search index (about)."""
+        return 0 if self._index is None else self._index.lag
+
+    def index_pending(self) -> int:
+        """Chunks the search index has yet to take, plus one while it has pruned messages to
+        forget (0: the index is up to date; for tests and operators)."""
+        if self._index is None or self._read is None:
+            return 0
+        (behind,) = self._read.execute(
+            "SELECT count(*) FROM chunks WHERE id > ?", (self._index.done,)
+        ).fetchone()
+        return int(behind) + self._index.reconcile_pending
 
     def open_readonly(self) -> None:
         """Open for reading only (the transcript export); raises ``ConfigError`` if there is no
@@ -263,9 +354,16 @@ class SQLiteStore:
                 f"asyncchat knows ({len(MIGRATIONS)})"
             )
         for number in range(version, len(MIGRATIONS)):
-            conn.executescript(
-                "BEGIN;" + MIGRATIONS[number] + f"; PRAGMA user_version = {number + 1}; COMMIT;"
-            )
+            conn.executescript("BEGIN;" + MIGRATIONS[number])  # leaves the transaction open
+            try:
+                if number + 1 == 5:
+                    _to_chunks(conn)
+                conn.execute(f"PRAGMA user_version = {number + 1}")
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
 
     # ------------------------------------------------------------------ reads (loop thread)
 
@@ -277,12 +375,17 @@ class SQLiteStore:
     def recent_client_keys(self, since: float) -> dict[str, tuple[str, str, int, float]]:
         assert self._read is not None
         with self._lock:
-            rows = self._read.execute(
-                "SELECT m.client_key, m.room, r.name, m.seq, m.ts FROM messages m "
-                "JOIN rooms r ON r.room = m.room WHERE m.client_key IS NOT NULL AND m.ts >= ?",
+            chunks = self._read.execute(
+                "SELECT c.room, r.name, c.body FROM chunks c JOIN rooms r ON r.room = c.room "
+                "WHERE c.ts >= ?",
                 (since,),
             ).fetchall()
-        return {key: (room, name, seq, ts) for key, room, name, seq, ts in rows}
+        return {
+            ck: (room, name, seq, ts)
+            for room, name, body in chunks
+            for seq, _, _, ts, _, ck in orjson.loads(body)
+            if ck is not None and ts >= since
+        }
 
     def page(
         self, room: str, *, before: int | None = None, after: int | None = None, limit: int
@@ -299,50 +402,101 @@ class SQLiteStore:
         db: sqlite3.Connection, room: str, before: int | None, after: int | None, limit: int
     ) -> Page:
         hi = before if before is not None else 2**62
-        cols = "SELECT room, seq, sender, text, ts, action, client_key FROM messages "
+        found: list[list[Any]] = []
         if after is not None:
-            rows = db.execute(
-                cols + "WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?",
-                (room, after, hi, limit + 1),
-            ).fetchall()
-            more = len(rows) > limit
-            rows = rows[:limit]
+            chunks = db.execute(
+                "SELECT body FROM chunks WHERE room = ? AND last > ? AND first < ? ORDER BY last",
+                (room, after, hi),
+            )
+            for (body,) in chunks:
+                found.extend(m for m in orjson.loads(body) if after < m[0] < hi)
+                if len(found) > limit:
+                    break
         else:
-            rows = db.execute(
-                cols + "WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?", (room, hi, limit + 1)
-            ).fetchall()
-            more = len(rows) > limit
-            rows = rows[:limit][::-1]
-        first = db.execute("SELECT min(seq) FROM messages WHERE room = ?", (room,)).fetchone()[0]
-        name_row = db.execute("SELECT name FROM rooms WHERE room = ?", (room,)).fetchone()
-        name = name_row[0] if name_row else room
-        return Page(
-            [Record(r, name, s, snd, t, ts, bool(a), ck) for r, s, snd, t, ts, a, ck in rows],
-            more,
-            first or 0,
-        )
+            chunks = db.execute(
+                "SELECT body FROM chunks WHERE room = ? AND first < ? ORDER BY last DESC",
+                (room, hi),
+            )
+            for (body,) in chunks:
+                found.extend(m for m in reversed(orjson.loads(body)) if m[0] < hi)
+                if len(found) > limit:
+                    break
+        chunks.close()
+        more = len(found) > limit
+        found = found[:limit] if after is not None else found[:limit][::-1]
+        row = db.execute(
+            "SELECT r.name, (SELECT c.first FROM chunks c WHERE c.room = r.room "
+            "ORDER BY c.last LIMIT 1) FROM rooms r WHERE r.room = ?",
+            (room,),
+        ).fetchone()
+        name, first = row if row else (room, None)
+        return Page([_record(room, name, m) for m in found], more, first or 0)
 
     def search(self, room: str, words: str, *, before: int, limit: int) -> list[Record]:
         """The newest ``limit`` messages of a room (by key) with seq < ``before`` whose text
-        has all of ``words``, newest first. Raises ``ValueError`` when ``words`` has none."""
-        query = fts_query(words)
+        has all of ``words``, newest first. Raises ``ValueError`` when ``words`` has none.
+
+        The messages the index has not taken yet (the newest) are scanned; the older ones are
+        looked up in the index (:mod:`.sqlite_index`)."""
+        terms = query_terms(words)
         assert self._read is not None
+        index = self._index
+        done = 0 if index is None else index.done  # without an index, everything is scanned
+        found: list[Record] = []
         with self._lock:
             row = self._read.execute(
                 "SELECT num, name FROM rooms WHERE room = ?", (room,)
             ).fetchone()
-            if row is None or row[0] is None:
+            if row is None:
                 return []
             num, name = row
+            # The newest chunks, not yet indexed: scanned, newest first.
+            floor = before
+            chunks = self._read.execute(
+                "SELECT first, body FROM chunks WHERE room = ? AND id > ? AND first < ? "
+                "ORDER BY last DESC",
+                (room, done, before),
+            )
+            for first, body in chunks:
+                floor = min(floor, first)
+                for m in reversed(orjson.loads(body)):
+                    if m[0] < before and matches(m[2], terms):
+                        found.append(_record(room, name, m))
+                        if len(found) >= limit:
+                            chunks.close()
+                            return found
+            chunks.close()
+            if index is None or num is None or self._search_read is None:
+                return found
             base = num << 32
-            rows = self._read.execute(
-                "SELECT m.room, m.seq, m.sender, m.text, m.ts, m.action, m.client_key FROM "
-                "(SELECT rowid AS id FROM messages_fts WHERE messages_fts MATCH ? "
-                "AND rowid > ? AND rowid < ? ORDER BY rowid DESC LIMIT ?) f "
-                "JOIN messages m ON m.room = ? AND m.seq = f.id - ? ORDER BY m.seq DESC",
-                (query, base, base + min(before, 2**32), limit, room, base),
-            ).fetchall()
-        return [Record(r, name, s, snd, t, ts, bool(a), ck) for r, s, snd, t, ts, a, ck in rows]
+            ids = [
+                rowid - base
+                for (rowid,) in self._search_read.execute(
+                    "SELECT rowid FROM fts WHERE fts MATCH ? AND rowid > ? AND rowid < ? "
+                    "ORDER BY rowid DESC LIMIT ?",
+                    (fts_query(words), base, base + min(floor, 2**32), limit - len(found)),
+                )
+            ]
+            found.extend(self._records(room, name, ids))
+        return found
+
+    def _records(self, room: str, name: str, seqs: list[int]) -> list[Record]:
+        """The stored messages of these seqs (in that order; those no longer stored left out)."""
+        assert self._read is not None
+        out: list[Record] = []
+        body: dict[int, list[Any]] = {}
+        for seq in seqs:
+            if seq not in body:
+                row = self._read.execute(
+                    "SELECT body FROM chunks WHERE room = ? AND last >= ? ORDER BY last LIMIT 1",
+                    (room, seq),
+                ).fetchone()
+                if row is not None:
+                    body.update((m[0], m) for m in orjson.loads(row[0]))
+            m = body.get(seq)
+            if m is not None:
+                out.append(_record(room, name, m))
+        return out
 
     def topics(self) -> dict[str, RoomTopic]:
         assert self._read is not None
@@ -413,6 +567,8 @@ class SQLiteStore:
             return False
         self.commits += 1
         self.committed += len(batch)
+        if self._index is not None:
+            self._index.added(len(batch))
         self.batch_sizes.observe(len(batch))
         return True
 
@@ -444,21 +600,28 @@ class SQLiteStore:
 
     @staticmethod
     def _commit(db: sqlite3.Connection, records: Sequence[Record]) -> None:
-        last: dict[str, tuple[str, int]] = {}
+        """One row per room: the room's messages of this group, as one JSON array."""
+        rooms: dict[str, tuple[str, list[tuple[Any, ...]]]] = {}
         for r in records:
-            last[r.room] = (r.name, r.seq)
-        # One JSON text for the batch, expanded by SQLite itself: binding seven parameters
-        # per row in Python would hold the GIL that the event loop needs.
-        rows = orjson.dumps([tuple(r) for r in records])
+            kept = rooms.get(r.room)
+            if kept is None:
+                kept = rooms[r.room] = (r.name, [])
+            kept[1].append(r[2:])
+        chunks = []
+        for room, (_, rows) in rooms.items():
+            stamps = [m[3] for m in rows] if len(rows) > 1 else [rows[0][3]]
+            chunks.append(
+                (room, rows[0][0], rows[-1][0], min(stamps), max(stamps), orjson.dumps(rows))
+            )
         db.execute("BEGIN IMMEDIATE")
         try:
-            # Rooms first: the search index's trigger numbers each message by its room.
-            db.executemany(_UPSERT_ROOM, [(room, name, seq) for room, (name, seq) in last.items()])
-            db.execute(
-                "INSERT INTO messages (room, seq, sender, text, ts, action, client_key) "
-                "SELECT value->>0, value->>2, value->>3, value->>4, value->>5, value->>6, "
-                "value->>7 FROM json_each(?)",
-                (rows,),
+            # Rooms first: the search index numbers each message by its room.
+            db.executemany(
+                _UPSERT_ROOM, [(room, name, rows[-1][0]) for room, (name, rows) in rooms.items()]
+            )
+            db.executemany(
+                "INSERT INTO chunks (room, first, last, ts0, ts, body) VALUES (?, ?, ?, ?, ?, ?)",
+                chunks,
             )
             db.execute("COMMIT")
         except BaseException:
@@ -467,24 +630,56 @@ class SQLiteStore:
             raise
 
     def _prune(self, db: sqlite3.Connection) -> None:
-        """Retention: keep at most history_max messages per room, none older than history_days."""
+        """Retention: keep at most history_max messages per room, none older than history_days.
+        Whole chunks go; a chunk with some messages to keep is rewritten without the others."""
+        cuts: list[tuple[str, int, float]] = []  # room, seqs up to this go, and before this ts
+        if self.history_days is not None:
+            oldest = time.time() - self.history_days * 86400
+            cuts.extend(
+                (room, -1, oldest)
+                for (room,) in db.execute(
+                    "SELECT DISTINCT room FROM chunks WHERE ts0 < ?", (oldest,)
+                ).fetchall()
+            )
+        if self.history_max is not None:
+            cuts.extend(
+                (room, last - self.history_max, 0.0)
+                for room, last in db.execute("SELECT room, last_seq FROM rooms").fetchall()
+                if last > self.history_max
+            )
+        if not cuts:
+            return
         try:
-            if self.history_days is not None:
-                db.execute(
-                    "DELETE FROM messages WHERE ts < ?", (time.time() - self.history_days * 86400,)
-                )
-            if self.history_max is not None:
-                rooms = db.execute("SELECT room, last_seq FROM rooms").fetchall()
-                db.executemany(
-                    "DELETE FROM messages WHERE room = ? AND seq <= ?",
-                    [
-                        (room, last - self.history_max)
-                        for room, last in rooms
-                        if last > self.history_max
-                    ],
-                )
+            db.execute("BEGIN IMMEDIATE")
+            pruned = 0
+            for room, upto, oldest in cuts:
+                pruned += db.execute(
+                    "DELETE FROM chunks WHERE room = ? AND (last <= ? OR ts < ?)",
+                    (room, upto, oldest),
+                ).rowcount
+                partial = db.execute(
+                    "SELECT id, body FROM chunks WHERE room = ? AND (first <= ? OR ts0 < ?)",
+                    (room, upto, oldest),
+                ).fetchall()
+                for chunk, body in partial:
+                    rows = [m for m in orjson.loads(body) if m[0] > upto and m[3] >= oldest]
+                    pruned += 1
+                    if not rows:
+                        db.execute("DELETE FROM chunks WHERE id = ?", (chunk,))
+                        continue
+                    stamps = [m[3] for m in rows]
+                    db.execute(
+                        "UPDATE chunks SET first = ?, ts0 = ?, ts = ?, body = ? WHERE id = ?",
+                        (rows[0][0], min(stamps), max(stamps), orjson.dumps(rows), chunk),
+                    )
+            db.execute("COMMIT")
         except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
             log.warning("history retention failed: %s", exc)
+            return
+        if pruned and self._index is not None:
+            self._index.pruned()
 
     def prune_now(self) -> None:
         """Apply retention at once (from the loop thread, for tests and the CLI)."""
@@ -498,7 +693,10 @@ class SQLiteStore:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        for conn in (self._write, self._read):
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+        for conn in (self._write, self._read, self._search_read):
             if conn is not None:
                 conn.close()
-        self._write = self._read = None
+        self._write = self._read = self._search_read = None

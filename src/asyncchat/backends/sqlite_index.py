@@ -1,0 +1,329 @@
+"""The search index of the SQLite store, built off the acknowledgement path.
+
+A stored message is acknowledged once its group commit has written it (one row per room per
+group, :mod:`.sqlite`); indexing it for ``search`` (FTS5: 6 to 9 µs of CPU per message,
+more than the rest of a message's path through the server) happens later, on a thread of its
+own, in a database file of its own beside the history (``history.db-search``):
+
+- the thread runs at the lowest CPU priority Linux has (``SCHED_IDLE``): on a machine with a
+  spare core it indexes there at once; on a busy single core it indexes only while the event
+  loop waits for the network, and so never slows delivery down;
+- once more than :data:`LAG_MAX` messages wait to be indexed, it runs at normal priority until
+  half of them are done: a core saturated for long pays for indexing then, and a search never
+  has more than about that many unindexed messages to look through;
+- its own file means its own write lock: the store's writer never waits for it.
+
+``search`` answers from both parts (:meth:`asyncchat.backends.sqlite.SQLiteStore.search`):
+the index for what it holds, and a scan of the newer, not yet indexed messages with
+:func:`matches`, which tokenizes exactly as the index does (``unicode61 remove_diacritics 2``),
+so a message is found the same whether or not it was indexed yet.
+
+The index is a cache: if its file is missing, unreadable or belongs to another history
+database, it is rebuilt in the background from the history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import unicodedata
+from pathlib import Path
+
+import orjson
+
+__all__ = [
+    "LAG_MAX",
+    "SearchIndex",
+    "fts_query",
+    "index_path",
+    "matches",
+    "query_terms",
+    "tokens",
+]
+
+log = logging.getLogger("asyncchat.storage")
+
+#: Messages waiting to be indexed beyond which the indexer runs at normal priority.
+LAG_MAX = 50_000
+#: Chunks (of up to MAX_BATCH messages) indexed per transaction: short enough that a search's
+#: read is never far behind, long enough to amortize a commit of the index.
+CHUNKS_PER_TXN = 16
+
+_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
+    text, tokenize = 'unicode61 remove_diacritics 2', columnsize = 0
+);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+"""
+
+
+def index_path(history: str) -> str:
+    """The index's file beside a history database, named as SQLite names its own sidecars."""
+    return history + "-search"
+
+
+# ---------------------------------------------------------------------- the tokenizer
+
+# FTS5's unicode61 tokenizer: a token is a run of letters, digits and private-use characters,
+# and of the combining diacritics it removes (sqlite3Fts5UnicodeIsdiacritic: these masks over
+# U+0300..U+0331); it folds case, and with remove_diacritics 2 strips those diacritics from
+# Latin letters (below U+0250, and Latin Extended Additional) only.
+_DIA_MASKS = (0x08029FDF, 0x000361F8)
+
+
+def _is_diacritic(c: int) -> bool:
+    if c < 768 or c > 817:
+        return False
+    return bool(_DIA_MASKS[c >= 800] & (1 << ((c - 768) % 32)))
+
+
+_DIACRITICS = {c: None for c in range(768, 818) if _is_diacritic(c)}
+
+
+def _token_char(ch: str) -> bool:
+    cat = unicodedata.category(ch)
+    return cat[0] in "LN" or cat == "Co" or _is_diacritic(ord(ch))
+
+
+def _fold(token: str) -> str:
+    if token.isascii():
+        return token.lower()
+    out = []
+    for ch in token:
+        c = ord(ch)
+        if _is_diacritic(c):  # removed, also where it follows no Latin letter
+            continue
+        low = ch.lower()
+        if c < 0x250 or 0x1E00 <= c < 0x1F00:
+            low = unicodedata.normalize("NFD", low).translate(_DIACRITICS)
+        out.append(low)
+    return "".join(out)
+
+
+def tokens(text: str) -> list[str]:
+    """The tokens of ``text`` as the index sees them, in order."""
+    if text.isascii():
+        words = "".join(ch if ch.isalnum() else " " for ch in text).lower().split()
+        return words
+    found: list[str] = []
+    run: list[str] = []
+    for ch in text:
+        if _token_char(ch):
+            run.append(ch)
+        elif run:
+            found.append(_fold("".join(run)))
+            run = []
+    if run:
+        found.append(_fold("".join(run)))
+    return [t for t in found if t]
+
+
+def query_terms(words: str) -> list[tuple[str, ...]]:
+    """Each whitespace-separated word of a search, as the tokens it must match in a row.
+    Raises ``ValueError`` when there is no word."""
+    terms = [tuple(tokens(w)) for w in words.split()]
+    if not terms:
+        raise ValueError("no words to search for")
+    return terms
+
+
+def fts_query(words: str) -> str:
+    """An FTS5 query matching texts with every one of ``words``, each quoted (so none is
+    taken for an operator). Raises ``ValueError`` when there is no word."""
+    terms = words.split()
+    if not terms:
+        raise ValueError("no words to search for")
+    return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+def _loose(text: str) -> str:
+    """A cheap superset test's view of a text: lower case, Latin diacritics dropped."""
+    low = text.lower()
+    if low.isascii():
+        return low
+    return unicodedata.normalize("NFD", low).translate(_DIACRITICS)
+
+
+def matches(text: str, terms: list[tuple[str, ...]]) -> bool:
+    """Whether the index would find ``text`` for these terms (see :func:`query_terms`): each
+    term's tokens appear in the text's tokens one after the other. A term without tokens
+    (only punctuation) is left out, and a search of only such terms matches nothing, as in
+    FTS5."""
+    terms = [term for term in terms if term]
+    if not terms:
+        return False
+    loose = _loose(text)
+    for term in terms:
+        if not all(_loose(t) in loose for t in term):
+            return False
+    have = tokens(text)
+    for term in terms:
+        k = len(term)
+        if not any(tuple(have[i : i + k]) == term for i in range(len(have) - k + 1)):
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------- the indexer
+
+
+class SearchIndex:
+    """Indexes the history's chunks on a thread of its own, into ``path``."""
+
+    def __init__(self, history: str, path: str, db_id: str) -> None:
+        self.history = history
+        self.path = path
+        self.db_id = db_id
+        #: The last chunk indexed (chunks.id): everything above is scanned by searches.
+        self.done = 0
+        #: Messages waiting (approximate: counted as chunks are committed).
+        self.lag = 0
+        self.indexed = 0
+        self._wake = threading.Event()
+        self._stop = False
+        self._reconcile = True
+        self._boosted = False
+        self._open()
+        self._thread = threading.Thread(target=self._run, name="asyncchat-search", daemon=True)
+
+    def _open(self) -> None:
+        """Open the index, or start it afresh when it is not this history's or not readable."""
+        for attempt in range(2):
+            try:
+                db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")
+                db.executescript(_SCHEMA)
+                state = dict(db.execute("SELECT key, value FROM state").fetchall())
+                if state.get("db") != self.db_id:
+                    if state:
+                        log.warning("search index %s is not this history's: rebuilding", self.path)
+                    db.executescript("BEGIN; DELETE FROM fts; DELETE FROM state; COMMIT;")
+                    db.execute("INSERT INTO state VALUES ('db', ?), ('done', 0)", (self.db_id,))
+                    state = {"done": 0}
+                self.done = int(state["done"])
+                self._db = db
+                return
+            except sqlite3.Error as exc:
+                with contextlib.suppress(UnboundLocalError, sqlite3.Error):
+                    db.close()
+                if attempt:
+                    raise
+                log.warning("search index %s unusable (%s): rebuilding", self.path, exc)
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.path + suffix)
+
+    def start(self, lag: int) -> None:
+        self.lag = lag
+        self._thread.start()
+
+    def added(self, messages: int) -> None:
+        """The store committed ``messages`` more (any thread)."""
+        self.lag += messages
+        self._wake.set()
+
+    def pruned(self) -> None:
+        """Retention deleted messages: drop them from the index too."""
+        self._reconcile = True
+        self._wake.set()
+
+    @property
+    def reconcile_pending(self) -> int:
+        return int(self._reconcile)
+
+    def close(self) -> None:
+        self._stop = True
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._db.close()
+
+    # -- on the indexer thread
+
+    def _priority(self, boost: bool) -> None:
+        """SCHED_IDLE while the lag is small, normal priority while it is large (Linux; a
+        no-op elsewhere)."""
+        if boost == self._boosted or not hasattr(os, "sched_setscheduler"):
+            return
+        policy = os.SCHED_OTHER if boost else os.SCHED_IDLE
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(threading.get_native_id(), policy, os.sched_param(0))
+            self._boosted = boost
+
+    def _run(self) -> None:
+        self._priority(False)
+        try:
+            source = sqlite3.connect(
+                f"file:{Path(self.history)}?mode=ro", uri=True, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            log.error("search index: cannot read the history: %s", exc)
+            return
+        with contextlib.closing(source):
+            while not self._stop:
+                try:
+                    if self._reconcile:
+                        self._reconcile = False
+                        self._forget_pruned(source)
+                    if self._step(source):
+                        continue
+                except sqlite3.Error as exc:  # the index is a cache: log, wait, try again
+                    log.warning("search index: %s", exc)
+                self._wake.wait(1.0)
+                self._wake.clear()
+
+    def _step(self, source: sqlite3.Connection) -> bool:
+        """Index the next chunks; False once there were none."""
+        if self.lag > LAG_MAX:
+            self._priority(True)
+        elif self.lag < LAG_MAX // 2:
+            self._priority(False)
+        rows = source.execute(
+            "SELECT c.id, r.num, c.body FROM chunks c JOIN rooms r ON r.room = c.room "
+            "WHERE c.id > ? ORDER BY c.id LIMIT ?",
+            (self.done, CHUNKS_PER_TXN),
+        ).fetchall()
+        if not rows:
+            self.lag = 0
+            return False
+        docs: list[tuple[int, str]] = []
+        for _, num, body in rows:
+            base = num << 32
+            docs.extend((base + m[0], m[2]) for m in orjson.loads(body))
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT OR REPLACE INTO fts (rowid, text) VALUES (?, ?)", docs)
+            db.execute("UPDATE state SET value = ? WHERE key = 'done'", (rows[-1][0],))
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        self.done = rows[-1][0]
+        self.indexed += len(docs)
+        self.lag = max(0, self.lag - len(docs))
+        return True
+
+    def _forget_pruned(self, source: sqlite3.Connection) -> None:
+        """Drop from the index what retention deleted from the history: below each room's
+        first stored seq."""
+        floors = source.execute(
+            "SELECT r.num, coalesce((SELECT c.first FROM chunks c WHERE c.room = r.room "
+            "ORDER BY c.last LIMIT 1), r.last_seq + 1) FROM rooms r WHERE r.num IS NOT NULL"
+        ).fetchall()
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for num, first in floors:
+                base = num << 32
+                db.execute("DELETE FROM fts WHERE rowid >= ? AND rowid < ?", (base, base + first))
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
