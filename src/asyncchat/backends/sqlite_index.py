@@ -290,14 +290,17 @@ class SearchIndex:
         if not rows:
             self.lag = 0
             return False
-        docs: list[tuple[int, str]] = []
-        for _, num, body in rows:
-            base = num << 32
-            docs.extend((base + m[0], m[2]) for m in orjson.loads(body))
         db = self._db
+        count = 0
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT OR REPLACE INTO fts (rowid, text) VALUES (?, ?)", docs)
+            # A chunk at a time: the GIL is held only while one chunk is decoded (SQLite
+            # releases it while it indexes), so the event loop never waits on this thread long.
+            for _, num, body in rows:
+                base = num << 32
+                docs = [(base + m[0], m[2]) for m in orjson.loads(body)]
+                count += len(docs)
+                db.executemany("INSERT OR REPLACE INTO fts (rowid, text) VALUES (?, ?)", docs)
             db.execute("UPDATE state SET value = ? WHERE key = 'done'", (rows[-1][0],))
             db.execute("COMMIT")
         except BaseException:
@@ -305,8 +308,8 @@ class SearchIndex:
                 db.execute("ROLLBACK")
             raise
         self.done = rows[-1][0]
-        self.indexed += len(docs)
-        self.lag = max(0, self.lag - len(docs))
+        self.indexed += count
+        self.lag = max(0, self.lag - count)
         return True
 
     def _forget_pruned(self, source: sqlite3.Connection) -> None:
