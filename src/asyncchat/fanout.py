@@ -162,9 +162,15 @@ class Batcher:
         if exclude is not None and exclude.shared is room:
             self._materialize(exclude)
         batch.append(frame)
+        size = len(frame)
         for m in room.private:
             if m is not exclude:
-                self.send(m, frame)
+                out = m.outbox
+                if out is not None and m.alive:  # send() inlined: a private member's outbox
+                    out.append(frame)
+                    m.queued += size
+                else:
+                    self.send(m, frame)
 
     def entered(self, m: Member, room: Room) -> None:
         """``m`` was just added to ``room``: mid-batch, it gets only what follows, privately."""
