@@ -117,3 +117,19 @@ def test_large_rooms_stop_broadcasting_join_and_leave_notices() -> None:
     hub.remove_member(hub.members_named(["u1"])[0], "quit")
     hub.flush()
     assert [f["name"] for f in sinks[0].frames() if f["type"] == "left"] == ["u1"]
+
+
+def test_idempotency_window_is_bounded_by_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_REMEMBERED_IDS the oldest ids are forgotten, one per new id: a re-send of a
+    forgotten id is posted again, a re-send of a remembered one gets its original seq."""
+    from asyncchat.backends import local
+
+    monkeypatch.setattr(local, "MAX_REMEMBERED_IDS", 5)
+    hub = _hub()
+    alice, _ = _member(hub, "alice")
+    seqs = [hub.say(alice, "lobby", f"m{i}", i) for i in range(8)]
+    assert seqs == list(range(1, 9))
+    assert len(hub.broker._recent) == 5  # type: ignore[attr-defined]
+    assert hub.say(alice, "lobby", "m7 again", 7) == 8  # remembered: not posted again
+    assert hub.say(alice, "lobby", "m0 again", 0) == 9  # forgotten: posted anew
+    assert len(hub.broker._recent) == 5  # type: ignore[attr-defined]

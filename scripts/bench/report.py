@@ -89,6 +89,13 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
                        "outrun it" if r["gen_cpu_pct_total"] > r["other_cpu_pct"] else
                        ": processes outside the benchmark took the CPU the server did not get")
                     + "; CPU per delivery is the comparable figure.")
+            other = r["server_cpu_pct"] - r.get("server_main_cpu_pct", r["server_cpu_pct"])
+            if other >= 5 and r["system"].startswith("asyncchat"):
+                notes.append(
+                    f"fanout {r['system']} N={r['n']}: the event loop's thread used "
+                    f"{r['server_main_cpu_pct']:.0f}% of a core "
+                    f"({_us(r['server_main_us_per_delivery'])} us/delivery), other threads "
+                    f"{other:.0f}% (the search index, at idle priority: CPU the loop left)")
             if r["lost"] or r.get("errors"):
                 notes.append(f"fanout {r['system']} N={r['n']}: {r['lost']} connection(s) lost "
                              f"during the window; errors: {r.get('errors') or '-'}")

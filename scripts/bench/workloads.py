@@ -32,6 +32,14 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def main_thread_cpu(pid: int) -> float:
+    """utime+stime of a process's main thread (the event loop's, for asyncchat), in seconds:
+    the rest of its CPU went to other threads (asyncchat's search index, at idle priority)."""
+    with open(f"/proc/{pid}/task/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def proc_mem(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) in KiB."""
     rss = hwm = 0
@@ -219,15 +227,17 @@ def _snapshot(ws: Workers | CGen, server: Server, record: bool) -> dict[str, Any
     t = time.monotonic()
     try:
         cpu = proc_cpu(server.pid)
+        main_cpu = main_thread_cpu(server.pid)
     except OSError:
-        cpu = float("nan")
+        cpu = main_cpu = float("nan")
     busy = machine_busy()
     replies = []
     for p, conn, _ in entries:
         if not conn.poll(30):
             raise RuntimeError(f"load generator {p.name}: no answer to mark")
         replies.append(conn.recv())
-    return {"t": t, "cpu": cpu, "busy": busy, "w": replies, "roles": [e[2] for e in entries]}
+    return {"t": t, "cpu": cpu, "main_cpu": main_cpu, "busy": busy, "w": replies,
+            "roles": [e[2] for e in entries]}
 
 
 def _window_figures(system: str, m1: dict[str, Any], m2: dict[str, Any]) -> dict[str, Any]:
@@ -243,6 +253,7 @@ def _window_figures(system: str, m1: dict[str, Any], m2: dict[str, Any]) -> dict
                     "acks": b["acks"] - a["acks"],
                     "lost": b["lost_during"], "live": b["live"], "errors": b["errors"]})
     srv_cpu = m2["cpu"] - m1["cpu"]
+    main_cpu = m2["main_cpu"] - m1["main_cpu"]
     gen_cpu = sum((b["cpu"] - a["cpu"]) for a, b in zip(m1["w"], m2["w"], strict=True))
     busy = m2["busy"] - m1["busy"]
     errors: collections.Counter[str] = collections.Counter()
@@ -252,6 +263,8 @@ def _window_figures(system: str, m1: dict[str, Any], m2: dict[str, Any]) -> dict
         "window_s": dt,
         "server_cpu_s": srv_cpu,
         "server_cpu_pct": 100 * srv_cpu / dt,
+        "server_main_cpu_s": main_cpu,
+        "server_main_cpu_pct": 100 * main_cpu / dt,
         "gen_cpu_pct_total": 100 * gen_cpu / dt,
         "gen_cpu_pct_max": max((g["cpu_pct"] for g in gen), default=0.0),
         "other_cpu_pct": max(0.0, 100 * (busy - srv_cpu - gen_cpu) / dt),
@@ -310,6 +323,8 @@ def run_fanout(args: argparse.Namespace, system: str, n: int) -> dict[str, Any]:
             "deliveries": deliveries, "member_deliveries": member_deliv,
             "deliveries_per_s": deliveries / dt,
             "server_us_per_delivery": 1e6 * f["server_cpu_s"] / deliveries if deliveries else None,
+            "server_main_us_per_delivery": (1e6 * f["server_main_cpu_s"] / deliveries
+                                            if deliveries else None),
             # what each member got: the rate the server really got messages through
             "messages_per_s": member_deliv / n / dt,
             "acked_per_s": acked / dt if acked else None,

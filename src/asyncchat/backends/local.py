@@ -164,14 +164,14 @@ class LocalBroker(Generic[T]):
         is older than the window or beyond MAX_REMEMBERED_IDS, looking only when it may be."""
         recent = self._recent
         recent[key] = value
-        if now < self._expires and len(recent) <= MAX_REMEMBERED_IDS:
+        if len(recent) > MAX_REMEMBERED_IDS:  # a busy server's steady state: one in, one out
+            recent.popitem(last=False)
+        if now < self._expires:
             return
         horizon = now - self.window
         while recent:
             oldest = next(iter(recent.values()))
-            if len(recent) <= MAX_REMEMBERED_IDS and (
-                isinstance(oldest, list) or oldest[2] >= horizon
-            ):
+            if isinstance(oldest, list) or oldest[2] >= horizon:
                 break
             recent.popitem(last=False)
         # Nothing can expire before the oldest remembered stored message does (one in flight
