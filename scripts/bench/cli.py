@@ -71,6 +71,7 @@ def parser() -> argparse.ArgumentParser:
                    metavar="LIST",
                    help="comma-separated: asyncchat,redis,nats,select,thread (default: all; a "
                    "peer whose binary is not installed is skipped and said so), and "
+                   "asyncchat-power: asyncchat with --durability power; "
                    "asyncchat-nohist: asyncchat with --no-history in the same run, whose ratio "
                    "column is then history on vs off; with --baseline, asyncchat-base and "
                    "asyncchat-nohist-base")

@@ -131,7 +131,10 @@ class Client(asyncio.BufferedProtocol):
     def message(self) -> bytes:
         """One message's bytes; stamped in the latency workload."""
         if self.w.spec["mode"] == "latency":
-            return self.encode(make_text(self.w.text_size, time.monotonic_ns()))
+            # Stamped with the time it was due, not the time it went: a sender held up (by its
+            # own loop or a full window) counts the delay too (no coordinated omission).
+            stamp = int(self.pace_next * 1e9) if self.pace_next else time.monotonic_ns()
+            return self.encode(make_text(self.w.text_size, stamp))
         return self.plain
 
     def encode(self, text: bytes) -> bytes:
@@ -201,7 +204,7 @@ class Client(asyncio.BufferedProtocol):
         w = self.w
         if not w.going or self.closed:
             return
-        now = w.loop.time()
+        now = time.monotonic()  # the schedule's clock is the stamps' (loop.time() is in ms)
         k = 0
         while self.pace_next <= now and k < 1000:
             if self.has_acks and self.outstanding >= w.window:
@@ -214,7 +217,7 @@ class Client(asyncio.BufferedProtocol):
             self.pace_k += 1
             self.pace_next += self.interval
             k += 1
-        w.loop.call_at(max(self.pace_next, now + 0.0002), self.pace)
+        w.loop.call_later(max(self.pace_next - now, 0.0002), self.pace)
 
     def channel(self) -> bytes | None:
         """The room/channel this client subscribes to: None for a sender, and for an idle

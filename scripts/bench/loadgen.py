@@ -187,11 +187,11 @@ async def _worker(spec: dict[str, Any], conn: Any, sent_arr: Any, prog_arr: Any)
                     c.pump()
             elif spec["mode"] == "latency" and senders:
                 rate = spec["rate"] / max(1, spec["total_senders"])
-                now = loop.time()
+                now = time.monotonic()  # the clock of the stamps (see Client.pace)
                 for j, c in enumerate(senders):
                     c.interval = 1.0 / rate
                     c.pace_next = now + c.interval * j / len(senders)
-                    loop.call_at(c.pace_next, c.pace)
+                    loop.call_later(c.pace_next - now, c.pace)
             conn.send({"ok": True})
         elif op == "mark":
             w.recording = bool(cmd[1].get("record"))

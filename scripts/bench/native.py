@@ -24,7 +24,7 @@ SOURCE = Path(__file__).resolve().parent / "cgen" / "gen.c"
 CFLAGS = ("-O2", "-Wall")
 #: The systems the C generator speaks, and its --proto for each.
 PROTOS = {
-    "asyncchat": "chat", "asyncchat-nohist": "chat",
+    "asyncchat": "chat", "asyncchat-nohist": "chat", "asyncchat-power": "chat",
     "asyncchat-base": "chat", "asyncchat-nohist-base": "chat",
     "redis": "redis", "nats": "nats", "redis-streams": "xstream", "jetstream": "js",
     "select": "text", "thread": "text",

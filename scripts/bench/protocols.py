@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import struct
+import time
 from typing import Any
 
 from bench.clients import CHANNEL, ROOM, U32, Client, make_text
@@ -302,7 +303,7 @@ class NatsClient(Client):
         w = self.w
         if not w.going or self.closed:
             return
-        now = w.loop.time()
+        now = time.monotonic()  # the schedule's clock is the stamps' (loop.time() is in ms)
         k = 0
         while self.pace_next <= now and k < 1000:
             self.write(self.message())
@@ -310,7 +311,7 @@ class NatsClient(Client):
             w.add_sent(1)
             self.pace_next += self.interval
             k += 1
-        w.loop.call_at(max(self.pace_next, now + 0.0002), self.pace)
+        w.loop.call_later(max(self.pace_next - now, 0.0002), self.pace)
 
 
 class TextbookClient(Client):

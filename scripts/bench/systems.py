@@ -37,20 +37,23 @@ WEB_SYSTEMS = ("asyncchat-ws", "asyncchat-mixed")
 #: The durable peers (fanout, C generator only): Redis Streams (XADD, XREAD BLOCK; appendonly,
 #: fsync every second) and NATS JetStream (file storage; PubAck, push consumers).
 DURABLE_SYSTEMS = ("redis-streams", "jetstream")
-SYSTEMS = ("asyncchat", "redis", "nats", "select", "thread", "asyncchat-nohist", *WEB_SYSTEMS,
+SYSTEMS = ("asyncchat", "redis", "nats", "select", "thread", "asyncchat-nohist",
+           "asyncchat-power", *WEB_SYSTEMS,
            *BASE_SYSTEMS, *DURABLE_SYSTEMS)
 #: asyncchat with --no-history, in the same run: its column in the ratio tables is the ratio of
-#: history on (--history, default file) to history off. Not run unless asked for by name.
+#: history on (--history, default file) to history off; asyncchat-power: history with
+#: --durability power (an fsync per group commit). Not run unless asked for by name.
 DEFAULT_SYSTEMS = ("asyncchat", "redis", "nats", "select", "thread")
 #: Systems where a sender is a room member and receives the other senders' messages.
-CHATLIKE = {"asyncchat", "asyncchat-nohist", *WEB_SYSTEMS, "select", "thread"}
+CHATLIKE = {"asyncchat", "asyncchat-nohist", "asyncchat-power", *WEB_SYSTEMS, "select", "thread"}
 #: Systems whose server process runs on one core (the limit test compares with 100% of a core).
-SINGLE_THREADED = {"asyncchat", "asyncchat-nohist", *WEB_SYSTEMS, "redis", "redis-streams",
-                   "select", "thread"}
+SINGLE_THREADED = {"asyncchat", "asyncchat-nohist", "asyncchat-power", *WEB_SYSTEMS, "redis",
+                   "redis-streams", "select", "thread"}
 
 CLIENTS: dict[str, type[Client]] = {
     "asyncchat": ChatClient,
     "asyncchat-nohist": ChatClient,
+    "asyncchat-power": ChatClient,
     "asyncchat-ws": ChatClient,
     "asyncchat-mixed": ChatClient,
     "redis": RedisClient,
@@ -178,6 +181,8 @@ class Server:
                 else:
                     self.tmpdir = tempfile.mkdtemp(prefix="asyncchat-bench-")
                     cmd += ["--db", os.path.join(self.tmpdir, "history.db")]
+            if kind(system) == "asyncchat-power" and history == "file":
+                cmd += ["--durability", "power"]  # an fsync per group commit
             cmd += args.server_arg or []
         elif system == "redis":
             cmd = ["redis-server", "--port", p, "--bind", self.host, "--save", "",

@@ -141,10 +141,10 @@ class LocalBroker(Generic[T]):
             key = record.client_key
             if key is not None:
                 waiting = recent.get(key)
-                if waiting is not None:
-                    recent.move_to_end(key)  # remembered from now on, as stored
-                self._remember(key, (record.name, record.seq, record.ts), record.ts)
                 if isinstance(waiting, list):
+                    # Remembered from now on as stored, in the place publish gave it (the
+                    # window is in ts order; forgotten meanwhile only past its count bound).
+                    recent[key] = (record.name, record.seq, record.ts)
                     for other in waiting:
                         deliver(record._replace(text=""), other, False)
 
