@@ -212,3 +212,31 @@ async def test_history_days_drops_old_messages_in_redis_and_every_mirror(
         assert sorted(bob.seen) == [2] and end["truncated"] is True
         for c in (alice, bob):
             await c.close()
+
+
+async def test_what_members_do_while_redis_is_away_reaches_the_other_nodes_after(
+    redis: RedisProcess,
+) -> None:
+    """Redis killed and restarted on its files within the lease: a join and an away message
+    made on node B meanwhile are told to node A once Redis is back (kept, not dropped)."""
+    async with node(redis.url, lease=5 * WAIT) as a, node(redis.url, lease=5 * WAIT) as b:
+        alice = await Client.open(a.address, "alice")
+        bob = await Client.open(b.address, "bob")
+        redis.kill()
+        bob.send({"type": "join", "room": "Kitchen"})
+        await bob.until("joined", room="Kitchen")
+        bob.send({"type": "away", "message": "brb", "id": "a"})
+        await bob.until("away", ref="a")
+        await asyncio.sleep(0.3)  # B tried to tell the cluster, and could not
+        redis.start()
+        async with asyncio.timeout(3 * WAIT):
+            while True:
+                alice.send({"type": "rooms", "id": "r"})
+                rooms = (await alice.until("rooms", ref="r"))["rooms"]
+                if {"name": "Kitchen", "members": 1} in rooms:
+                    break
+                await asyncio.sleep(0.05)
+        alice.send({"type": "who", "room": "lobby", "id": "w"})
+        assert (await alice.until("who", ref="w"))["away"] == {"bob": "brb"}
+        for c in (alice, bob):
+            await c.close()

@@ -237,10 +237,13 @@ class RedisBroker(RedisNode, Generic[T]):
     async def _write_loop(self) -> None:
         queue = self._queue
         while not self._closing:
-            if not queue and not self._jobs and not self.events.pending:
+            # While Redis is down, cluster events wait (they are sent once it is back).
+            jobs = (self._jobs or self.events.pending) and self._down is None
+            if not queue and not jobs:
                 self._wake.clear()
                 await self._wake.wait()
-            if self._jobs or self.events.pending:
+                continue
+            if jobs:
                 await self._run_jobs()
             if queue and not self._closing:
                 await self._send(self._take_batch())

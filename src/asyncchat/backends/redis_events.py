@@ -122,7 +122,9 @@ class ClusterEvents:
     async def run(self, r: Any, epoch: str, node: str, feed_max: int) -> None:
         """Send what is queued, in one pipeline (one round trip however many members just
         connected or joined): an EVENT script call per event, in order, and the direct
-        messages. Logs (and drops) what Redis does not take."""
+        messages. When Redis cannot be reached, everything is queued again, ahead of what
+        came meanwhile, for when it answers (an event the lost reply hid may then be told
+        twice: the mirrors come out the same). Raises ``RedisError`` or ``OSError`` then."""
         events, self._events = self._events, []
         dms, self._dms = self._dms, []
         try:
@@ -139,14 +141,10 @@ class ClusterEvents:
                         approximate=True,
                     )
                 results = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError) as exc:
-            log.warning(
-                "Redis did not take %d cluster events and %d direct messages: %s",
-                len(events),
-                len(dms),
-                exc,
-            )
-            return
+        except (RedisError, OSError):
+            self._events[:0] = events
+            self._dms[:0] = dms
+            raise
         for got in results:
             if isinstance(got, Exception):
                 log.warning("Redis did not take a cluster event: %s", got)

@@ -203,7 +203,12 @@ class RedisNode:
             except (RedisError, OSError) as exc:
                 log.warning("Redis did not take a %s of %s: %s", kind, key, exc)
         if self.events.pending:
-            await self.events.run(r, self._epoch, self._node, FEED_MAX)
+            try:
+                await self.events.run(r, self._epoch, self._node, FEED_MAX)
+            except (RedisError, OSError) as exc:
+                # Kept for when Redis answers again (the feed reader notices, and wakes us).
+                log.warning("Redis did not take the cluster's events (kept): %s", exc)
+                self._mark_down(exc)
 
     # ------------------------------------------------------------------ the cluster seam
 
@@ -301,6 +306,7 @@ class RedisNode:
                     await r.sadd("ac:nodes", self._node)
                 log.info("Redis is back, epoch %s unchanged", epoch)
                 self._down = None
+                self._wake.set()  # the writer sends what waited
                 return
             log.error(
                 "Redis lost its data (epoch %s, now %s): every client must resume",
