@@ -591,6 +591,9 @@ def run_storm(args: argparse.Namespace, system: str) -> dict[str, Any]:
             "before_server_cpu_pct": f_before["server_cpu_pct"],
             "during_server_cpu_pct": f_during["server_cpu_pct"],
             "before_gen_cpu_pct": f_before["gen_cpu_pct_total"],
+            "during_gen_cpu_pct": f_during["gen_cpu_pct_total"],
+            # other: the storm's own processes (during), and whatever else ran on the machine
+            "before_other_cpu_pct": f_before["other_cpu_pct"],
             "during_other_cpu_pct": f_during["other_cpu_pct"],
             "lost": f_during["lost"], "errors": f_during["errors"],
             "storm_errors": [r["why"] for r in ready if r.get("why")],
