@@ -40,6 +40,7 @@ FLOORS: dict[str, int] = {
     "validation": 1,
     "limits": 1,
     "text": 1,
+    "textsearch": 1,
     "tracking": 1,
     "wsframe": 1,
     "stats": 1,

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from asyncchat.backends import sqlite_index
 from asyncchat.backends.sqlite import MIGRATIONS, SQLiteStore
-from asyncchat.backends.sqlite_index import fts_query, matches, query_terms, tokens
 from asyncchat.interfaces import Record
+from asyncchat.textsearch import fts_query, matches, query_terms, tokens
 
 # ASCII, Latin letters with accents (precomposed and combining), other scripts with marks of
 # their own (Cyrillic й, Greek ά, Japanese が, Devanagari with virama), CJK, emoji, punctuation.
@@ -268,3 +268,19 @@ async def test_a_schema_4_database_moves_into_chunks(tmp_path: Path) -> None:
     await _indexed(store)
     assert _seqs(store.search("dev", "needle", before=450, limit=10)) == [400, 300, 200, 100]
     store.close()
+
+
+def test_the_cluster_mirror_matches_as_the_store_does() -> None:
+    """The cluster's search (each node's mirror of the rooms' logs) matches whole words, case
+    and Latin accents aside, as the SQLite store's does."""
+    from asyncchat.backends.redis_state import RoomLogs
+
+    logs = RoomLogs(100)
+    texts = ["the deployment failed", "Deploy FAILED!", "café time", "deploy: failed again"]
+    for seq, text in enumerate(texts, 1):
+        logs.append(Record("dev", "dev", seq, "bob", text, 1.0))
+    assert _seqs(logs.search("dev", "deploy failed", before=99, limit=10)) == [4, 2]
+    assert _seqs(logs.search("dev", "cafe", before=99, limit=10)) == [3]
+    assert _seqs(logs.search("dev", "deploy", before=4, limit=1)) == [2]
+    with pytest.raises(ValueError):
+        logs.search("dev", "  ", before=99, limit=10)

@@ -9,6 +9,7 @@ import itertools
 from collections import deque
 
 from ..interfaces import Page, Record
+from ..textsearch import matches, query_terms
 
 __all__ = ["Members", "RoomLogs"]
 
@@ -77,14 +78,12 @@ class RoomLogs:
 
     def search(self, room: str, words: str, *, before: int, limit: int) -> list[Record]:
         """The newest ``limit`` kept messages below ``before`` whose text has every one of
-        ``words`` (case-insensitive substrings), newest first. Raises ``ValueError`` without
-        words."""
-        wanted = words.casefold().split()
-        if not wanted:
-            raise ValueError("no words to search for")
+        ``words`` (matched as the SQLite store's search matches them: whole words, case and
+        Latin accents aside), newest first. Raises ``ValueError`` without words."""
+        terms = query_terms(words)
         found: list[Record] = []
         for r in reversed(self._logs.get(room, ())):
-            if r.seq < before and all(w in r.text.casefold() for w in wanted):
+            if r.seq < before and matches(r.text, terms):
                 found.append(r)
                 if len(found) >= limit:
                     break

@@ -36,7 +36,8 @@ import orjson
 from ..errors import ConfigError, StoreError
 from ..interfaces import Page, Record, RoomTopic
 from ..stats import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
-from .sqlite_index import SearchIndex, fts_query, index_path, matches, query_terms
+from ..textsearch import fts_query, matches, query_terms
+from .sqlite_index import SearchIndex, index_path
 from .sqlite_writer import LoopWriter, ThreadWriter, Topic
 
 __all__ = ["SQLiteStore"]
