@@ -6,6 +6,7 @@ not this history's."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sqlite3
 import time
@@ -284,3 +285,36 @@ def test_the_cluster_mirror_matches_as_the_store_does() -> None:
     assert _seqs(logs.search("dev", "deploy", before=4, limit=1)) == [2]
     with pytest.raises(ValueError):
         logs.search("dev", "  ", before=99, limit=10)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+async def test_the_indexer_runs_at_idle_priority(tmp_path: Path) -> None:
+    """The index thread runs at SCHED_IDLE: it never takes the CPU from the event loop."""
+    store = await _open(tmp_path / "h.db")
+    index: Any = store._index  # type: ignore[attr-defined]
+    for _ in range(300):
+        if os.sched_getscheduler(index._thread.native_id) == os.SCHED_IDLE:
+            break
+        await asyncio.sleep(0.01)
+    assert os.sched_getscheduler(index._thread.native_id) == os.SCHED_IDLE
+    store.close()
+
+
+async def test_the_writer_indexes_when_the_index_is_far_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A saturated core gives the idle-priority thread no time: past LAG_MAX waiting
+    messages the writer indexes after its commits, so the scan stays bounded."""
+    monkeypatch.setattr(sqlite_index, "LAG_MAX", 25)
+    monkeypatch.setattr(sqlite_index.SearchIndex, "start", lambda self, lag: None)  # no thread
+    store = await _open(tmp_path / "h.db")
+    for _ in range(2):
+        await _store(store, "dev", _texts(10))
+    index: Any = store._index  # type: ignore[attr-defined]
+    assert index.indexed == 0 and index.lag == 20  # within LAG_MAX: left to the thread
+    await _store(store, "dev", _texts(10))
+    assert index.indexed == 30 and index.lag == 0  # past it: the writer indexed
+    found = _seqs(store.search("dev", "deploy", before=2**31, limit=100))
+    texts = [text for text, _ in _texts(10)]
+    assert found == [s for s in range(30, 0, -1) if matches(texts[(s - 1) % 10], [("deploy",)])]
+    store.close()

@@ -570,6 +570,7 @@ class SQLiteStore:
         self.committed += len(batch)
         if self._index is not None:
             self._index.added(len(batch))
+            self._index.help()  # only when the index thread is far behind
         self.batch_sizes.observe(len(batch))
         return True
 

@@ -8,9 +8,10 @@ own, in a database file of its own beside the history (``history.db-search``):
 - the thread runs at the lowest CPU priority Linux has (``SCHED_IDLE``): on a machine with a
   spare core it indexes there at once; on a busy single core it indexes only while the event
   loop waits for the network, and so never slows delivery down;
-- once more than :data:`LAG_MAX` messages wait to be indexed, it runs at normal priority until
-  half of them are done: a core saturated for long pays for indexing then, and a search never
-  has more than about that many unindexed messages to look through;
+- once more than :data:`LAG_MAX` messages wait to be indexed (a core saturated for long), the
+  store's writer indexes a step after each of its commits, at its own priority: a saturated
+  core pays for indexing then, and a search never has more than about that many unindexed
+  messages to look through;
 - its own file means its own write lock: the store's writer never waits for it.
 
 ``search`` answers from both parts (:meth:`asyncchat.backends.sqlite.SQLiteStore.search`):
@@ -32,13 +33,11 @@ import sqlite3
 import threading
 from pathlib import Path
 
-import orjson
-
 __all__ = ["LAG_MAX", "SearchIndex", "index_path"]
 
 log = logging.getLogger("asyncchat.storage")
 
-#: Messages waiting to be indexed beyond which the indexer runs at normal priority.
+#: Messages waiting to be indexed beyond which the store's writer indexes too (see help()).
 LAG_MAX = 50_000
 #: Chunks (of up to MAX_BATCH messages) indexed per transaction: short enough that a search's
 #: read is never far behind, long enough to amortize a commit of the index.
@@ -74,8 +73,12 @@ class SearchIndex:
         self.indexed = 0
         self._wake = threading.Event()
         self._stop = False
-        self._reconcile = True
-        self._boosted = False
+        #: Retention runs asked for (the first: at start) and done: the index forgets what
+        #: retention deleted while they differ.
+        self._prunes = 1
+        self._forgotten = 0
+        #: Held while a step indexes: by the thread, or by a writer helping it (see help()).
+        self._lock = threading.Lock()
         self._open()
         self._thread = threading.Thread(target=self._run, name="asyncchat-search", daemon=True)
 
@@ -83,7 +86,13 @@ class SearchIndex:
         """Open the index, or start it afresh when it is not this history's or not readable."""
         for attempt in range(2):
             try:
-                db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                # uri=True: the history is attached by URI, read-only (see _run).
+                db = sqlite3.connect(
+                    Path(self.path).resolve().as_uri(),
+                    uri=True,
+                    check_same_thread=False,
+                    isolation_level=None,
+                )
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
                 db.executescript(_SCHEMA)
@@ -95,6 +104,11 @@ class SearchIndex:
                     db.execute("INSERT INTO state VALUES ('db', ?), ('done', 0)", (self.db_id,))
                     state = {"done": 0}
                 self.done = int(state["done"])
+                # The history, read-only, beside the index: indexing is then one statement
+                # that SQLite runs in C with the GIL released, so indexing never holds the GIL
+                # long against the event loop (a deferred transaction locks only the index).
+                history = Path(self.history).resolve().as_uri() + "?mode=ro"
+                db.execute("ATTACH DATABASE ? AS h", (history,))
                 self._db = db
                 return
             except sqlite3.Error as exc:
@@ -118,12 +132,12 @@ class SearchIndex:
 
     def pruned(self) -> None:
         """Retention deleted messages: drop them from the index too."""
-        self._reconcile = True
+        self._prunes += 1
         self._wake.set()
 
     @property
     def reconcile_pending(self) -> int:
-        return int(self._reconcile)
+        return int(self._prunes != self._forgotten)
 
     def close(self) -> None:
         self._stop = True
@@ -134,83 +148,77 @@ class SearchIndex:
 
     # -- on the indexer thread
 
-    def _priority(self, boost: bool) -> None:
-        """SCHED_IDLE while the lag is small, normal priority while it is large (Linux; a
-        no-op elsewhere)."""
-        if boost == self._boosted or not hasattr(os, "sched_setscheduler"):
-            return
-        policy = os.SCHED_OTHER if boost else os.SCHED_IDLE
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(threading.get_native_id(), policy, os.sched_param(0))
-            self._boosted = boost
+    def help(self) -> None:
+        """Called by the store's writer after each commit: past LAG_MAX waiting messages (a
+        core saturated for long, which leaves the idle-priority thread no time), index one step
+        here, at the writer's priority. Never waits: if the thread is in a step, it skips."""
+        if self.lag > LAG_MAX and self._lock.acquire(blocking=False):
+            try:
+                self._step()
+            except sqlite3.Error as exc:  # the index is a cache
+                log.warning("search index: %s", exc)
+            finally:
+                self._lock.release()
 
     def _run(self) -> None:
-        self._priority(False)
-        try:
-            source = sqlite3.connect(
-                f"file:{Path(self.history)}?mode=ro", uri=True, isolation_level=None
-            )
-        except sqlite3.Error as exc:
-            log.error("search index: cannot read the history: %s", exc)
-            return
-        with contextlib.closing(source):
-            while not self._stop:
-                try:
-                    if self._reconcile:
-                        self._reconcile = False
-                        self._forget_pruned(source)
-                    if self._step(source):
+        # The lowest CPU priority (Linux): the thread runs only on CPU nobody else wants.
+        if hasattr(os, "SCHED_IDLE"):
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
+        while not self._stop:
+            try:
+                with self._lock:
+                    if self._prunes != self._forgotten:
+                        asked = self._prunes
+                        self._forget_pruned()
+                        self._forgotten = asked
+                    if self._step():
                         continue
-                except sqlite3.Error as exc:  # the index is a cache: log, wait, try again
-                    log.warning("search index: %s", exc)
-                self._wake.wait(1.0)
-                self._wake.clear()
+            except sqlite3.Error as exc:  # the index is a cache: log, wait, try again
+                log.warning("search index: %s", exc)
+            self._wake.wait(1.0)
+            self._wake.clear()
 
-    def _step(self, source: sqlite3.Connection) -> bool:
-        """Index the next chunks; False once there were none."""
-        if self.lag > LAG_MAX:
-            self._priority(True)
-        elif self.lag < LAG_MAX // 2:
-            self._priority(False)
-        rows = source.execute(
-            "SELECT c.id, r.num, c.body FROM chunks c JOIN rooms r ON r.room = c.room "
-            "WHERE c.id > ? ORDER BY c.id LIMIT ?",
+    def _step(self) -> bool:
+        """Index the next chunks (holding ``_lock``); False once there were none."""
+        db = self._db
+        ids = db.execute(
+            "SELECT id FROM h.chunks WHERE id > ? ORDER BY id LIMIT ?",
             (self.done, CHUNKS_PER_TXN),
         ).fetchall()
-        if not rows:
+        if not ids:
             self.lag = 0
             return False
-        db = self._db
-        count = 0
-        db.execute("BEGIN IMMEDIATE")
+        last = ids[-1][0]
+        db.execute("BEGIN")
         try:
-            # A chunk at a time: the GIL is held only while one chunk is decoded (SQLite
-            # releases it while it indexes), so the event loop never waits on this thread long.
-            for _, num, body in rows:
-                base = num << 32
-                docs = [(base + m[0], m[2]) for m in orjson.loads(body)]
-                count += len(docs)
-                db.executemany("INSERT OR REPLACE INTO fts (rowid, text) VALUES (?, ?)", docs)
-            db.execute("UPDATE state SET value = ? WHERE key = 'done'", (rows[-1][0],))
+            count = db.execute(
+                "INSERT OR REPLACE INTO fts (rowid, text) "
+                "SELECT (r.num << 32) + (j.value ->> 0), j.value ->> 2 "
+                "FROM h.chunks c JOIN h.rooms r ON r.room = c.room, json_each(c.body) j "
+                "WHERE c.id > ? AND c.id <= ?",
+                (self.done, last),
+            ).rowcount
+            db.execute("UPDATE state SET value = ? WHERE key = 'done'", (last,))
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
-        self.done = rows[-1][0]
+        self.done = last
         self.indexed += count
         self.lag = max(0, self.lag - count)
         return True
 
-    def _forget_pruned(self, source: sqlite3.Connection) -> None:
+    def _forget_pruned(self) -> None:
         """Drop from the index what retention deleted from the history: below each room's
         first stored seq."""
-        floors = source.execute(
-            "SELECT r.num, coalesce((SELECT c.first FROM chunks c WHERE c.room = r.room "
-            "ORDER BY c.last LIMIT 1), r.last_seq + 1) FROM rooms r WHERE r.num IS NOT NULL"
-        ).fetchall()
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        floors = db.execute(
+            "SELECT r.num, coalesce((SELECT c.first FROM h.chunks c WHERE c.room = r.room "
+            "ORDER BY c.last LIMIT 1), r.last_seq + 1) FROM h.rooms r WHERE r.num IS NOT NULL"
+        ).fetchall()
+        db.execute("BEGIN")
         try:
             for num, first in floors:
                 base = num << 32
