@@ -411,6 +411,20 @@ def test_say_and_dm_share_one_bucket() -> None:
     assert exc is not None and exc.code is ErrorCode.RATE_LIMITED
 
 
+def test_search_takes_a_token_of_the_say_bucket() -> None:
+    """A search costs a token as a say does (it may scan messages the index has not taken)."""
+    clock = FakeClock()
+    hub = _hub(clock)
+    alice = _connect(hub, clock, "alice")
+    for i in range(LIMITS.burst):
+        exc = alice.send({"type": "search", "room": "lobby", "words": "x", "id": i})
+        assert exc is not None and exc.code is ErrorCode.HISTORY_UNAVAILABLE  # no history here
+    exc = alice.send({"type": "search", "room": "lobby", "words": "x", "id": "s"})
+    assert exc is not None and exc.code is ErrorCode.RATE_LIMITED and exc.ref == "s"
+    exc = alice.send(_say("and a say"))
+    assert exc is not None and exc.code is ErrorCode.RATE_LIMITED
+
+
 def test_flooding_disconnects_after_max_rate_violations_in_a_row() -> None:
     """The max_rate_violations-th refused message in a row closes the connection."""
     clock = FakeClock()

@@ -220,6 +220,7 @@ class Session:
                 self._rate(ref, "away")  # it is sent to everyone who shares a room
                 presence.away(self.hub, m, message, ref)
             case SearchRequest(room=room, words=words, limit=limit, id=ref):
+                self._rate(ref)  # a scan of what the index has not taken yet may cost ms
                 found = self.hub.my_room(m, room, ref)
                 self.hub.replay.search(m, found, words, limit=limit, ref=ref)
             case Ping(data=data):
