@@ -25,19 +25,22 @@ from bench.systems import CHATLIKE, CLIENTS, MEMBER_CLIENTS, SINGLE_THREADED, Se
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu(pid: int) -> float:
-    """utime+stime of a process, all threads, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
+def _stat_cpu(path: str) -> float:
+    """utime+stime, in seconds, from a /proc stat file."""
+    with open(path) as f:
         fields = f.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_cpu(pid: int) -> float:
+    """utime+stime of a process, all threads, in seconds."""
+    return _stat_cpu(f"/proc/{pid}/stat")
 
 
 def main_thread_cpu(pid: int) -> float:
     """utime+stime of a process's main thread (the event loop's, for asyncchat), in seconds:
     the rest of its CPU went to other threads (asyncchat's search index, at idle priority)."""
-    with open(f"/proc/{pid}/task/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return _stat_cpu(f"/proc/{pid}/task/{pid}/stat")
 
 
 def proc_mem(pid: int) -> tuple[int, int]:

@@ -160,6 +160,16 @@ _UPSERT_ROOM = (
 )
 
 
+_INSERT_CHUNK = "INSERT INTO chunks (room, first, last, ts0, ts, body) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def _chunk(rows: Sequence[Sequence[Any]]) -> tuple[int, int, float, float, bytes]:
+    """A chunk's columns first, last, ts0, ts and body, from its messages' rows
+    ([seq, sender, text, ts, action, client_key], in seq order)."""
+    stamps = [m[3] for m in rows]
+    return rows[0][0], rows[-1][0], min(stamps), max(stamps), orjson.dumps(rows)
+
+
 def _record(room: str, name: str, m: list[Any]) -> Record:
     """A record from a chunk's row: [seq, sender, text, ts, action, client_key]."""
     return Record(room, name, m[0], m[1], m[2], m[3], bool(m[4]), m[5])
@@ -175,11 +185,7 @@ def _to_chunks(conn: sqlite3.Connection) -> None:
 
     def flush() -> None:
         if chunk:
-            stamps = [m[3] for m in chunk]
-            conn.execute(
-                "INSERT INTO chunks (room, first, last, ts0, ts, body) VALUES (?, ?, ?, ?, ?, ?)",
-                (room, chunk[0][0], chunk[-1][0], min(stamps), max(stamps), orjson.dumps(chunk)),
-            )
+            conn.execute(_INSERT_CHUNK, (room, *_chunk(chunk)))
             chunk.clear()
 
     for r, seq, sender, text, ts, action, client_key in rows:
@@ -609,22 +615,14 @@ class SQLiteStore:
             if kept is None:
                 kept = rooms[r.room] = (r.name, [])
             kept[1].append(r[2:])
-        chunks = []
-        for room, (_, rows) in rooms.items():
-            stamps = [m[3] for m in rows] if len(rows) > 1 else [rows[0][3]]
-            chunks.append(
-                (room, rows[0][0], rows[-1][0], min(stamps), max(stamps), orjson.dumps(rows))
-            )
+        chunks = [(room, *_chunk(rows)) for room, (_, rows) in rooms.items()]
         db.execute("BEGIN IMMEDIATE")
         try:
             # Rooms first: the search index numbers each message by its room.
             db.executemany(
                 _UPSERT_ROOM, [(room, name, rows[-1][0]) for room, (name, rows) in rooms.items()]
             )
-            db.executemany(
-                "INSERT INTO chunks (room, first, last, ts0, ts, body) VALUES (?, ?, ?, ?, ?, ?)",
-                chunks,
-            )
+            db.executemany(_INSERT_CHUNK, chunks)
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -669,10 +667,10 @@ class SQLiteStore:
                     if not rows:
                         db.execute("DELETE FROM chunks WHERE id = ?", (chunk,))
                         continue
-                    stamps = [m[3] for m in rows]
                     db.execute(
-                        "UPDATE chunks SET first = ?, ts0 = ?, ts = ?, body = ? WHERE id = ?",
-                        (rows[0][0], min(stamps), max(stamps), orjson.dumps(rows), chunk),
+                        "UPDATE chunks SET first = ?, last = ?, ts0 = ?, ts = ?, body = ? "
+                        "WHERE id = ?",
+                        (*_chunk(rows), chunk),
                     )
             db.execute("COMMIT")
         except sqlite3.Error as exc:
