@@ -37,7 +37,7 @@ from ..errors import ConfigError, StoreError
 from ..interfaces import Page, Record, RoomTopic
 from ..stats import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
 from ..textsearch import fts_query, matches, query_terms
-from .sqlite_index import SearchIndex, index_path
+from .sqlite_index import SearchIndex, index_path, transaction
 from .sqlite_writer import LoopWriter, ThreadWriter, Topic
 
 __all__ = ["SQLiteStore"]
@@ -616,18 +616,12 @@ class SQLiteStore:
                 kept = rooms[r.room] = (r.name, [])
             kept[1].append(r[2:])
         chunks = [(room, *_chunk(rows)) for room, (_, rows) in rooms.items()]
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db, "BEGIN IMMEDIATE"):
             # Rooms first: the search index numbers each message by its room.
             db.executemany(
                 _UPSERT_ROOM, [(room, name, rows[-1][0]) for room, (name, rows) in rooms.items()]
             )
             db.executemany(_INSERT_CHUNK, chunks)
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            raise
 
     def _prune(self, db: sqlite3.Connection) -> None:
         """Retention: keep at most history_max messages per room, none older than history_days.

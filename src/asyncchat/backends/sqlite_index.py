@@ -31,9 +31,10 @@ import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["LAG_MAX", "SearchIndex", "index_path"]
+__all__ = ["LAG_MAX", "SearchIndex", "index_path", "transaction"]
 
 log = logging.getLogger("asyncchat.storage")
 
@@ -49,6 +50,19 @@ CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 """
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection, begin: str = "BEGIN") -> Iterator[None]:
+    """Run the block in one transaction: committed if it ends, rolled back if it raises."""
+    db.execute(begin)
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
 
 
 def index_path(history: str) -> str:
@@ -86,7 +100,7 @@ class SearchIndex:
         """Open the index, or start it afresh when it is not this history's or not readable."""
         for attempt in range(2):
             try:
-                # uri=True: the history is attached by URI, read-only (see _run).
+                # uri=True: the history is attached below by URI, read-only.
                 db = sqlite3.connect(
                     Path(self.path).resolve().as_uri(),
                     uri=True,
@@ -146,8 +160,6 @@ class SearchIndex:
             self._thread.join()
         self._db.close()
 
-    # -- on the indexer thread
-
     def help(self) -> None:
         """Called by the store's writer after each commit: past LAG_MAX waiting messages (a
         core saturated for long, which leaves the idle-priority thread no time), index one step
@@ -159,6 +171,8 @@ class SearchIndex:
                 log.warning("search index: %s", exc)
             finally:
                 self._lock.release()
+
+    # -- on the indexer thread (and _step from help(), under the same lock)
 
     def _run(self) -> None:
         # The lowest CPU priority (Linux): the thread runs only on CPU nobody else wants.
@@ -182,16 +196,14 @@ class SearchIndex:
     def _step(self) -> bool:
         """Index the next chunks (holding ``_lock``); False once there were none."""
         db = self._db
-        ids = db.execute(
-            "SELECT id FROM h.chunks WHERE id > ? ORDER BY id LIMIT ?",
+        (last,) = db.execute(
+            "SELECT max(id) FROM (SELECT id FROM h.chunks WHERE id > ? ORDER BY id LIMIT ?)",
             (self.done, CHUNKS_PER_TXN),
-        ).fetchall()
-        if not ids:
+        ).fetchone()
+        if last is None:
             self.lag = 0
             return False
-        last = ids[-1][0]
-        db.execute("BEGIN")
-        try:
+        with transaction(db):
             count = db.execute(
                 "INSERT OR REPLACE INTO fts (rowid, text) "
                 "SELECT (r.num << 32) + (j.value ->> 0), j.value ->> 2 "
@@ -200,11 +212,6 @@ class SearchIndex:
                 (self.done, last),
             ).rowcount
             db.execute("UPDATE state SET value = ? WHERE key = 'done'", (last,))
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            raise
         self.done = last
         self.indexed += count
         self.lag = max(0, self.lag - count)
@@ -218,13 +225,7 @@ class SearchIndex:
             "SELECT r.num, coalesce((SELECT c.first FROM h.chunks c WHERE c.room = r.room "
             "ORDER BY c.last LIMIT 1), r.last_seq + 1) FROM h.rooms r WHERE r.num IS NOT NULL"
         ).fetchall()
-        db.execute("BEGIN")
-        try:
+        with transaction(db):
             for num, first in floors:
                 base = num << 32
                 db.execute("DELETE FROM fts WHERE rowid >= ? AND rowid < ?", (base, base + first))
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            raise
